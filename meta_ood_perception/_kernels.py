@@ -36,15 +36,26 @@ KERNEL_LOCK = threading.Lock()
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
+def sign_boundaries(labels, eroded):
+    """Negate, in place, the (H, W) int32 ids of component pixels where the (H, W) uint8 erosion is 0."""
+    height, width = labels.shape
+    for y in numba.prange(height):
+        for x in range(width):
+            if eroded[y, x] == 0 and labels[y, x] != 0:
+                labels[y, x] = -labels[y, x]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
 def gather_touched(
     probs,  # (C, H, W) float32, C-contiguous
-    marked,  # (H, W) int32, 0 / +k / -k
+    marked,  # (H, W) int32 component ids (0 = none); boundary ids are negated here, in place
+    eroded,  # (H, W) uint8 3×3 erosion of the mask (0 on boundary pixels)
     touch,  # (H, W) uint8, 1 on component pixels and their 8-neighbours
     row_offsets,  # (H + 1,) int64, index of each row's first component pixel in the compact buffers
     row_bounds,  # (n_chunks + 1,) int64 row ranges of the chunks
     validate,  # bool
     tol,  # float, allowed |Σ_c p_c − 1|
-    P,  # out (n, C) float32 probabilities of component pixels
+    P,  # out (C, n) float32 probabilities of component pixels (class-major)
     M,  # out (n,) int32 marked value of component pixels
     Y,  # out (n,) int32 row
     X,  # out (n,) int32 column
@@ -53,21 +64,60 @@ def gather_touched(
     bad_first,  # out (n_chunks,) int64 flat index of the first failing pixel (-1 if none)
     bad_value,  # out (n_chunks,) float64 Σ_c p_c at that pixel
 ):
+    # Class planes lie a power of two apart, so reading one pixel's C values thrashes cache sets: every
+    # loop below is class-outer and reads each plane's row sequentially.
     n_classes, height, width = probs.shape
     n_chunks = row_bounds.shape[0] - 1
     for ch in numba.prange(n_chunks):
         row_sum = np.empty(width, dtype=np.float32)
         row_abs = np.empty(width, dtype=np.float32)
+        comp_x = np.empty(width, dtype=np.int64)
+        ring_x = np.empty(width, dtype=np.int64)
+        ring_best = np.empty(width, dtype=np.float32)
+        ring_pred = np.empty(width, dtype=np.int64)
         bad_first[ch] = -1
         for y in range(row_bounds[ch], row_bounds[ch + 1]):
+            n_comp = 0
+            n_ring = 0
+            for x in range(width):
+                if touch[y, x] != 0:
+                    if marked[y, x] != 0:
+                        # Other rows only test ids for zero or take abs(), so signing here is race-free.
+                        if eroded[y, x] == 0 and marked[y, x] > 0:
+                            marked[y, x] = -marked[y, x]
+                        comp_x[n_comp] = x
+                        n_comp += 1
+                    else:
+                        ring_x[n_ring] = x
+                        n_ring += 1
+            if not validate and n_comp == 0 and n_ring == 0:
+                continue
+            o = row_offsets[y]
+            for j in range(n_comp):
+                M[o + j] = marked[y, comp_x[j]]
+                Y[o + j] = y
+                X[o + j] = comp_x[j]
+            for j in range(n_ring):
+                ring_best[j] = probs[0, y, ring_x[j]]
+                ring_pred[j] = 0
             if validate:
                 row_sum[:] = 0.0
                 row_abs[:] = 0.0
-                for c in range(n_classes):
+            for c in range(n_classes):
+                if validate:  # stream the whole plane row; the gathers below then hit L1
                     for x in range(width):
                         v = probs[c, y, x]
                         row_sum[x] += v
                         row_abs[x] += abs(v)
+                for j in range(n_comp):
+                    P[c, o + j] = probs[c, y, comp_x[j]]
+                if c > 0:
+                    for j in range(n_ring):
+                        v = probs[c, y, ring_x[j]]
+                        if v > ring_best[j]:  # strict: first maximum on ties, like np.argmax
+                            ring_best[j] = v
+                            ring_pred[j] = c
+            if validate:
                 for x in range(width):
                     # Negative entries make Σ|p| exceed Σp; NaN fails every comparison.
                     if not (row_sum[x] >= 1.0 - tol and row_abs[x] <= 1.0 + tol):
@@ -75,37 +125,20 @@ def gather_touched(
                             bad_first[ch] = y * width + x
                             bad_value[ch] = row_sum[x]
                         bad_count[ch] += 1
-            o = row_offsets[y]
-            for x in range(width):
-                if touch[y, x] == 0:
-                    continue
-                m = marked[y, x]
-                if m != 0:
-                    for c in range(n_classes):
-                        P[o, c] = probs[c, y, x]
-                    M[o] = m
-                    Y[o] = y
-                    X[o] = x
-                    o += 1
-                else:
-                    best = probs[0, y, x]
-                    pred = 0
-                    for c in range(1, n_classes):
-                        v = probs[c, y, x]
-                        if v > best:
-                            best = v
-                            pred = c
-                    for yy in range(max(y - 1, 0), min(y + 2, height)):
-                        for xx in range(max(x - 1, 0), min(x + 2, width)):
-                            k = marked[yy, xx]
-                            if k != 0:
-                                ndist[ch, abs(k), pred] += 1
+            for j in range(n_ring):
+                x = ring_x[j]
+                pred = ring_pred[j]
+                for yy in range(max(y - 1, 0), min(y + 2, height)):
+                    for xx in range(max(x - 1, 0), min(x + 2, width)):
+                        k = marked[yy, xx]
+                        if k != 0:
+                            ndist[ch, abs(k), pred] += 1
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def accumulate(
-    P,  # (n, C) float32 probabilities of component pixels
-    LG,  # (n, C) float32 log(P + eps), numpy's float32 log
+    P,  # (C, n) float32 probabilities of component pixels (raster order)
+    LG,  # (C, n) float32 log(P + ε) by numpy's float32 log, the reference's own (bit-identical E)
     M,  # (n,) int32 marked values
     Y,  # (n,) int32 rows
     X,  # (n,) int32 columns
@@ -113,35 +146,81 @@ def accumulate(
     log_inv_c,  # float32 log(1 / C)
     acc,  # out (n_chunks, K + 1, N_FIXED + C) float64, zero-initialized
 ):
-    n_classes = P.shape[1]
+    n_classes = P.shape[0]
     n_chunks = bounds.shape[0] - 1
+    block = 2048
     for ch in numba.prange(n_chunks):
-        for i in range(bounds[ch], bounds[ch + 1]):
-            s = np.float32(0.0)
-            p1 = np.float32(-1.0)
-            p2 = np.float32(-1.0)
-            m = M[i]
-            k = abs(m)
+        ent = np.empty(block, dtype=np.float32)
+        p1 = np.empty(block, dtype=np.float32)
+        p2 = np.empty(block, dtype=np.float32)
+        run_start = np.empty(block + 1, dtype=np.int64)
+        run_k = np.empty(block, dtype=np.int64)
+        heat = np.empty(12, dtype=np.float64)
+        for b0 in range(bounds[ch], bounds[ch + 1], block):
+            nb = min(block, bounds[ch + 1] - b0)
+            ent[:nb] = 0.0
+            p1[:nb] = -1.0
+            p2[:nb] = -1.0
+            # Per-pixel E = Σ_c p·log(p + ε) in float32, summed in class order (the reference's order), and
+            # the top-2 probabilities; slices and selects (no min/max calls) let LLVM vectorize over pixels.
             for c in range(n_classes):
-                p = P[i, c]
-                s += p * LG[i, c]
-                if p > p1:
-                    p2 = p1
-                    p1 = p
-                elif p > p2:
-                    p2 = p
-                acc[ch, k, ACC_CPROB + c] += np.float64(p)
-            e = np.float64(s / log_inv_c)
-            d = np.float64(np.float32(1.0 - np.float64(p1) + np.float64(p2)))
-            v = np.float64(np.float32(1.0 - np.float64(p1)))
-            region = 0 if m > 0 else 1
-            base = ACC_HEAT + 6 * region
-            acc[ch, k, ACC_N_IN + region] += 1.0
-            acc[ch, k, ACC_SUM_ROW] += Y[i]
-            acc[ch, k, ACC_SUM_COL] += X[i]
-            acc[ch, k, base] += e
-            acc[ch, k, base + 1] += e * e
-            acc[ch, k, base + 2] += d
-            acc[ch, k, base + 3] += d * d
-            acc[ch, k, base + 4] += v
-            acc[ch, k, base + 5] += v * v
+                pc = P[c, b0 : b0 + nb]
+                lc = LG[c, b0 : b0 + nb]
+                for j in range(nb):
+                    p = pc[j]
+                    ent[j] += p * lc[j]
+                    top = p1[j]
+                    lo = p if p < top else top
+                    p1[j] = top if p < top else p
+                    second = p2[j]
+                    p2[j] = second if lo < second else lo
+            # Runs of consecutive pixels of one component (raster order makes them long).
+            n_runs = 0
+            k_prev = -1
+            for j in range(nb):
+                k = abs(M[b0 + j])
+                if k != k_prev:
+                    run_start[n_runs] = j
+                    run_k[n_runs] = k
+                    n_runs += 1
+                    k_prev = k
+            run_start[n_runs] = nb
+            for c in range(n_classes):
+                pc = P[c, b0 : b0 + nb]
+                for r in range(n_runs):
+                    total = 0.0
+                    for j in range(run_start[r], run_start[r + 1]):
+                        total += pc[j]
+                    acc[ch, run_k[r], ACC_CPROB + c] += total
+            for r in range(n_runs):
+                n_in = 0.0
+                n_bd = 0.0
+                rows = 0.0
+                cols = 0.0
+                heat[:] = 0.0
+                for j in range(run_start[r], run_start[r + 1]):
+                    i = b0 + j
+                    e = np.float64(ent[j] / log_inv_c)
+                    d = np.float64(np.float32(1.0 - np.float64(p1[j]) + np.float64(p2[j])))
+                    v = np.float64(np.float32(1.0 - np.float64(p1[j])))
+                    base = 0
+                    if M[i] > 0:
+                        n_in += 1.0
+                    else:
+                        n_bd += 1.0
+                        base = 6
+                    rows += Y[i]
+                    cols += X[i]
+                    heat[base] += e
+                    heat[base + 1] += e * e
+                    heat[base + 2] += d
+                    heat[base + 3] += d * d
+                    heat[base + 4] += v
+                    heat[base + 5] += v * v
+                k = run_k[r]
+                acc[ch, k, ACC_N_IN] += n_in
+                acc[ch, k, ACC_N_BD] += n_bd
+                acc[ch, k, ACC_SUM_ROW] += rows
+                acc[ch, k, ACC_SUM_COL] += cols
+                for a in range(12):
+                    acc[ch, k, ACC_HEAT + a] += heat[a]

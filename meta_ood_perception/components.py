@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from . import _kernels
 from .scores import DEFAULT_THRESHOLD
 
 _KERNEL_3X3 = np.ones((3, 3), dtype=np.uint8)
@@ -103,11 +104,20 @@ def label_components(mask: npt.ArrayLike) -> Components:
         ValueError: not 2-D, empty, or values other than 0/1.
     """
     seg = _as_mask(mask, "mask").view(np.uint8)
+    labels, count = raster_labels(seg)
+    with _kernels.KERNEL_LOCK:
+        _kernels.sign_boundaries(labels, eroded_mask(seg))
+    return Components(marked=labels, count=count)
+
+
+def raster_labels(seg: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int32], int]:
+    """Unsigned 8-connected component ids of a C-contiguous (H, W) uint8 0/1 mask, in raster order.
+
+    Returns the (H, W) int32 id map (0 = background) and the number of components.
+    """
     # CCL_WU (SAUF) is the OpenCV algorithm that numbers labels in raster order of first pixels.
     n_labels, labels = cv2.connectedComponentsWithAlgorithm(seg, 8, cv2.CV_32S, cv2.CCL_WU)
-    marked = labels.astype(np.int32, copy=False)
-    np.negative(marked, out=marked, where=boundary_mask(seg))
-    return Components(marked=marked, count=int(n_labels) - 1)
+    return np.ascontiguousarray(labels, dtype=np.int32), int(n_labels) - 1
 
 
 def boundary_mask(mask: npt.ArrayLike) -> npt.NDArray[np.bool_]:
@@ -120,6 +130,12 @@ def boundary_mask(mask: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         (H, W) bool, True on boundary pixels of the mask.
     """
     seg = _as_mask(mask, "mask").view(np.uint8)
-    # Outside the image counts as "inside the mask" so the image edge never makes a boundary.
-    eroded = cv2.erode(seg, _KERNEL_3X3, borderType=cv2.BORDER_CONSTANT, borderValue=1)
-    return seg > eroded
+    return seg > eroded_mask(seg)
+
+
+def eroded_mask(seg: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """(H, W) uint8 3×3 erosion of a 0/1 mask; pixels outside the image count as inside the mask.
+
+    A mask pixel is a boundary pixel iff its erosion is 0: the image edge never makes a boundary.
+    """
+    return cv2.erode(seg, _KERNEL_3X3, borderType=cv2.BORDER_CONSTANT, borderValue=1)
