@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import numpy as np
+import oracle
+import pytest
+import torch
+from conftest import load_case, random_probs
+
+from meta_ood_perception.metrics import component_metrics, ground_truth_metrics
+
+
+def _uncertain(rng, c=19, h=24, w=32):
+    return random_probs(rng, c, h, w, temperature=4.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_matches_independent_oracle_with_ground_truth(seed):
+    rng = np.random.default_rng(seed)
+    h, w = 18, 26
+    probs = random_probs(rng, 7, h, w, temperature=2.0)
+    mask = rng.random((h, w)) < 0.45
+    gt = rng.choice([0, 1, 255], size=(h, w), p=[0.5, 0.35, 0.15]).astype(np.uint8)
+    expected, marked = oracle.component_metrics(probs, mask, gt)
+    result = component_metrics(probs, mask, gt)
+    np.testing.assert_array_equal(result.components, marked)
+    out = result.to_dict()
+    for key, values in expected.items():
+        np.testing.assert_allclose(out[key], values, rtol=1e-12, atol=1e-12, err_msg=key)
+
+
+def test_no_components():
+    probs = load_case("case_p1_64x128")["probs"]
+    result = component_metrics(probs, np.zeros(probs.shape[1:], np.uint8), np.zeros(probs.shape[1:], np.uint8))
+    assert len(result) == 0 and result.features.shape == (0, 75)
+    assert all(v.shape == (0,) for v in result.to_dict().values())
+    assert (result.components == 0).all()
+
+
+def test_prediction_only_inside_void_gives_no_components(rng):
+    probs = _uncertain(rng)
+    gt = np.full(probs.shape[1:], 255, np.uint8)
+    assert len(component_metrics(probs, np.ones(probs.shape[1:], bool), gt)) == 0
+
+
+def test_one_pixel_components(rng):
+    probs = _uncertain(rng)
+    mask = np.zeros(probs.shape[1:], bool)
+    mask[3, 4] = mask[10, 20] = True
+    result = component_metrics(probs, mask)
+    for key, expected in [("S", 1), ("S_in", 0), ("S_bd", 1), ("S_rel", 1), ("S_rel_in", 0), ("E_in", 0)]:
+        np.testing.assert_array_equal(result.column(key), [expected, expected], err_msg=key)
+    np.testing.assert_array_equal(result.column("mean_x"), [3, 10])
+    np.testing.assert_array_equal(result.column("E_var"), [0, 0])
+    assert result.column("E_bd")[0] == pytest.approx(result.column("E")[0])
+    ndist = result.features[:, [result.names.index(f"ndist{c}") for c in range(19)]]
+    np.testing.assert_allclose(ndist.sum(axis=1), 1.0)
+
+
+def test_components_touching_every_border(rng):
+    probs = _uncertain(rng)
+    mask = np.zeros(probs.shape[1:], bool)
+    mask[0, :] = mask[-1, :] = mask[:, 0] = mask[:, -1] = True
+    mask[:3, :3] = True
+    expected, marked = oracle.component_metrics(probs, mask)
+    result = component_metrics(probs, mask)
+    assert len(result) == 1
+    np.testing.assert_array_equal(result.components, marked)
+    # (0,0), (0,1), (1,0), (1,1): their clipped windows lie inside the mask, the image edge is no boundary
+    assert result.column("S_in")[0] == 4
+    out = result.to_dict()
+    for key, values in expected.items():
+        np.testing.assert_allclose(out[key], values, rtol=1e-12, atol=1e-12, err_msg=key)
+
+
+def test_whole_image_component_has_safe_values(rng):
+    # The reference raises ZeroDivisionError here (no boundary pixel); we divide by max(n_bd, 1).
+    probs = _uncertain(rng, h=6, w=7)
+    result = component_metrics(probs, np.ones((6, 7), bool))
+    assert len(result) == 1
+    assert result.column("S_bd")[0] == 0 and result.column("S")[0] == 42
+    assert result.column("S_rel")[0] == 42 and result.column("S_rel_in")[0] == 42
+    assert result.column("E_bd")[0] == 0 and result.column("E_var_bd")[0] == 0
+    assert result.column("E_in")[0] == pytest.approx(result.column("E")[0])
+    assert np.isfinite(result.features).all()
+    ndist = result.features[:, [result.names.index(f"ndist{c}") for c in range(19)]]
+    assert (ndist == 0).all()
+
+
+def test_whole_valid_region_has_a_boundary(rng):
+    probs = _uncertain(rng, h=6, w=7)
+    gt = np.zeros((6, 7), np.uint8)
+    gt[:, 0] = 255
+    result = component_metrics(probs, np.ones((6, 7), bool), gt)
+    assert result.column("S")[0] == 36 and result.column("S_bd")[0] == 6  # void column makes a boundary
+
+
+def test_more_than_int16_components():
+    rng = np.random.default_rng(3)
+    probs = random_probs(rng, 4, 400, 400, temperature=3.0)
+    mask = np.zeros((400, 400), bool)
+    mask[::2, ::2] = True
+    result = component_metrics(probs, mask)
+    assert len(result) == 40_000
+    assert result.components.min() == -40_000
+    assert (result.column("S") == 1).all()
+    np.testing.assert_array_equal(result.column("mean_x")[-3:], [398, 398, 398])
+
+
+def test_image_wider_than_uint16():
+    rng = np.random.default_rng(4)
+    probs = random_probs(rng, 3, 2, 70_001, temperature=3.0)
+    mask = np.zeros((2, 70_001), bool)
+    mask[:, 69_990:] = True
+    result = component_metrics(probs, mask)
+    assert len(result) == 1
+    assert result.column("mean_y")[0] == pytest.approx(69_995.0)
+    assert result.column("S")[0] == 22
+
+
+def test_ground_truth_iou_hand_computed():
+    probs = np.full((2, 5, 8), 0.5, np.float32)
+    mask = np.zeros((5, 8), bool)
+    mask[1:3, 1:3] = True  # component 1: 4 px, covers 2 GT px
+    mask[1:3, 6:8] = True  # component 2: 4 px, no GT
+    gt = np.zeros((5, 8), np.uint8)
+    gt[2:4, 1:4] = 1  # GT blob of 6 px, 2 covered, the other 4 touch component 1
+    result = component_metrics(probs, mask, gt)
+    np.testing.assert_allclose(result.iou, [2 / 8, 0.0])
+    np.testing.assert_array_equal(result.iou0, [0.0, 1.0])
+    truth = ground_truth_metrics(probs, mask, gt)
+    np.testing.assert_allclose(truth.rec, [2 / 6])
+    np.testing.assert_allclose(truth.iou, [2 / (6 + 2)])  # union adds the 2 predicted px outside GT
+    assert truth.to_dict()["train_class"].tolist() == [255.0]
+
+
+def test_valid_region_acts_like_void(rng):
+    probs = _uncertain(rng)
+    mask = np.ones(probs.shape[1:], bool)
+    valid = np.zeros(probs.shape[1:], bool)
+    valid[5:15, 5:15] = True
+    gt = np.where(valid, 0, 255).astype(np.uint8)
+    a = component_metrics(probs, mask, valid=valid)
+    b = component_metrics(probs, mask, gt)
+    np.testing.assert_array_equal(a.features, b.features)
+    assert a.iou is None and (a.to_dict()["iou"] == -1).all()
+
+
+def test_torch_input_and_validate_off(rng):
+    d = load_case("case_p2_96x160")
+    ref = component_metrics(d["probs"], d["ood_mask"], d["gt_train"])
+    via_torch = component_metrics(torch.from_numpy(d["probs"]), torch.from_numpy(d["ood_mask"]), d["gt_train"])
+    unchecked = component_metrics(d["probs"], d["ood_mask"], d["gt_train"], validate=False)
+    np.testing.assert_array_equal(via_torch.features, ref.features)
+    np.testing.assert_array_equal(unchecked.features, ref.features)
+    probs64 = component_metrics(d["probs"].astype(np.float64), d["ood_mask"], d["gt_train"])
+    np.testing.assert_array_equal(probs64.features, ref.features)
+
+
+def test_stage_timings_are_reported(rng):
+    timings = {}
+    component_metrics(_uncertain(rng), np.ones((24, 32), bool), timings_ms=timings)
+    assert {"components", "gather", "log", "accumulate", "assemble"} <= set(timings)
+    assert all(v >= 0 for v in timings.values())
+
+
+def _bad(probs, **kw):
+    mask = np.zeros(probs.shape[1:] if probs.ndim == 3 else (4, 4), np.uint8)
+    return component_metrics(probs, kw.pop("mask", mask), **kw)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda p: p.__setitem__((0, 0, 0), np.nan), r"finite.*1 pixel\(s\) fail, first at \(row 0, col 0\)"),
+        (lambda p: p.__setitem__((3, 5, 7), np.inf), r"first at \(row 5, col 7\)"),
+        (lambda p: p.__imul__(2.0), "sum to 1"),
+        (lambda p: p.__setitem__((slice(0, 2), 2, 2), [-0.5, 1.5 + p[1, 2, 2]]), "non-negative"),
+    ],
+)
+def test_invalid_probabilities_rejected_anywhere_in_the_image(rng, mutate, match):
+    probs = random_probs(rng, 19, 12, 16)
+    mutate(probs)
+    with pytest.raises(ValueError, match=match):
+        _bad(probs)
+
+
+@pytest.mark.parametrize(
+    ("probs", "kwargs", "match"),
+    [
+        (np.full((19, 4), 1 / 19, np.float32), {}, r"probs must have shape \(C, H, W\)"),
+        (np.ones((19, 4, 4), np.int32), {}, "probs must be floating point"),
+        (np.ones((1, 4, 4), np.float32), {}, "at least 2 classes"),
+        (np.ones((19, 0, 4), np.float32), {}, "probs is an empty image"),
+        (np.full((2, 4, 4), 0.5, np.float32), {"mask": np.zeros((4, 5), bool)}, "ood_mask has shape"),
+        (np.full((2, 4, 4), 0.5, np.float32), {"mask": np.full((4, 4), 3)}, "ood_mask must hold only 0 and 1"),
+        (np.full((2, 4, 4), 0.5, np.float32), {"mask": np.zeros((4, 4, 1))}, "ood_mask must be a 2-D"),
+        (np.full((2, 4, 4), 0.5, np.float32), {"gt": np.zeros((4, 4), np.float32)}, "gt must hold integer"),
+        (np.full((2, 4, 4), 0.5, np.float32), {"gt": np.zeros((3, 4), np.uint8)}, "gt has shape"),
+        (np.full((2, 4, 4), 0.5, np.float32), {"gt": np.zeros((4, 4), np.uint8), "ood_label": 255}, "must differ"),
+        (np.full((2, 4, 4), 0.5, np.float32), {"valid": np.zeros((2, 2), bool)}, "valid has shape"),
+        (np.full((2, 4, 4), 0.5, np.float32), {"sum_tolerance": 0}, "sum_tolerance must be positive"),
+    ],
+)
+def test_bad_arguments_name_the_argument(probs, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _bad(probs, **kwargs)
+
+
+def test_ground_truth_metrics_bad_input():
+    probs = np.full((2, 4, 4), 0.5, np.float32)
+    with pytest.raises(ValueError, match="gt_label has shape"):
+        ground_truth_metrics(probs, np.zeros((4, 4)), np.zeros((4, 4), np.uint8), gt_label=np.zeros((2, 2), int))
+    with pytest.raises(ValueError, match="gt must be a 2-D"):
+        ground_truth_metrics(probs, np.zeros((4, 4)), np.zeros(16, np.uint8))
