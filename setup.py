@@ -9,9 +9,7 @@ from setuptools import find_packages, setup
 PACKAGE_NAME = "meta_ood_perception"
 
 runtime_packages = find_packages(include=[PACKAGE_NAME, f"{PACKAGE_NAME}.*"])
-training_packages = ["meta_ood_training"] + [
-    f"meta_ood_training.{name}" for name in find_packages(where="training")
-]
+training_packages = ["meta_ood_training"] + [f"meta_ood_training.{name}" for name in find_packages(where="training")]
 
 setup(
     name=PACKAGE_NAME,

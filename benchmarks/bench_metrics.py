@@ -27,11 +27,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synthetic_probs import synthetic_probs  # noqa: E402
+from synthetic_probs import synthetic_probs
 
-from meta_ood_perception.components import label_components  # noqa: E402
-from meta_ood_perception.metrics import component_metrics  # noqa: E402
-from meta_ood_perception.scores import anomaly_score, heatmaps  # noqa: E402
+from meta_ood_perception.components import label_components
+from meta_ood_perception.metrics import component_metrics
+from meta_ood_perception.scores import anomaly_score, heatmaps
 
 LOG = logging.getLogger("bench_metrics")
 RESEARCH_CODE_S = {(512, 1024): (1.3, 1.6), (1024, 2048): (5.3, 8.2)}
@@ -104,15 +104,20 @@ def run(repeats: int, device: str | None) -> list[dict[str, Any]]:
             "stages_ms": stages,
             "ratio_metrics_to_reduce": stages["component_metrics"] / base,
             "ratio_metrics_novalidate_to_reduce": stages["component_metrics(validate=False)"] / base,
-            "speedup_vs_research_code": (lo * 1e3 / stages["component_metrics"], hi * 1e3 / stages["component_metrics"]),
+            "speedup_vs_research_code": (
+                lo * 1e3 / stages["component_metrics"],
+                hi * 1e3 / stages["component_metrics"],
+            ),
         }
         rows.append(row)
         print(f"\n{height}x{width}, {n_comp} components, {row['component_pixels']} component pixels")
         for name, ms in stages.items():
             print(f"  {name:<40s} {ms:9.2f} ms   {ms / base:6.2f}x reduce")
         s_lo, s_hi = row["speedup_vs_research_code"]
-        print(f"  component_metrics / reduce pass: {row['ratio_metrics_to_reduce']:.2f}x "
-              f"(target <= 2, limit 4); vs research code ({lo}-{hi} s): {s_lo:.0f}-{s_hi:.0f}x faster")
+        print(
+            f"  component_metrics / reduce pass: {row['ratio_metrics_to_reduce']:.2f}x "
+            f"(target <= 2, limit 4); vs research code ({lo}-{hi} s): {s_lo:.0f}-{s_hi:.0f}x faster"
+        )
     return rows
 
 

@@ -31,6 +31,7 @@ class Components:
     Attributes:
         marked: (H, W) int32; 0 background, +k interior, −k boundary pixel of component k (1-based).
         count: number of components N.
+
     """
 
     marked: npt.NDArray[np.int32]
@@ -56,7 +57,7 @@ def _as_mask(mask: npt.ArrayLike, name: str) -> npt.NDArray[np.bool_]:
     if not np.logical_or(is_one, arr == 0).all():
         bad = np.unique(arr[~np.logical_or(is_one, arr == 0)])[:5]
         raise ValueError(f"{name} must hold only 0 and 1, found values {bad.tolist()}")
-    return is_one
+    return np.asarray(is_one, dtype=np.bool_)
 
 
 def ood_mask(
@@ -76,6 +77,7 @@ def ood_mask(
 
     Raises:
         ValueError: bad shapes, a threshold outside [0, 1], a valid mask that is not 0/1.
+
     """
     a = np.asarray(score)
     if a.ndim != 2 or a.size == 0:
@@ -102,6 +104,7 @@ def label_components(mask: npt.ArrayLike) -> Components:
 
     Raises:
         ValueError: not 2-D, empty, or values other than 0/1.
+
     """
     seg = _as_mask(mask, "mask").view(np.uint8)
     labels, count = raster_labels(seg)
@@ -128,6 +131,7 @@ def boundary_mask(mask: npt.ArrayLike) -> npt.NDArray[np.bool_]:
 
     Returns:
         (H, W) bool, True on boundary pixels of the mask.
+
     """
     seg = _as_mask(mask, "mask").view(np.uint8)
     return seg > eroded_mask(seg)
@@ -138,4 +142,4 @@ def eroded_mask(seg: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 
     A mask pixel is a boundary pixel iff its erosion is 0: the image edge never makes a boundary.
     """
-    return cv2.erode(seg, _KERNEL_3X3, borderType=cv2.BORDER_CONSTANT, borderValue=1)
+    return np.asarray(cv2.erode(seg, _KERNEL_3X3, borderType=cv2.BORDER_CONSTANT, borderValue=1), dtype=np.uint8)

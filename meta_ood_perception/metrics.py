@@ -33,7 +33,18 @@ from .scores import EPS_F32
 
 N_CLASSES_REFERENCE = 19
 _HEAT_MAPS = ("E", "D", "V")
-_HEAT_SUFFIXES = ("", "_in", "_bd", "_rel", "_rel_in", "_var", "_var_in", "_var_bd", "_var_rel", "_var_rel_in")
+_HEAT_SUFFIXES = (
+    "",
+    "_in",
+    "_bd",
+    "_rel",
+    "_rel_in",
+    "_var",
+    "_var_in",
+    "_var_bd",
+    "_var_rel",
+    "_var_rel_in",
+)
 _KERNEL_3X3 = np.ones((3, 3), dtype=np.uint8)
 _ACC_BUDGET_BYTES = 64 * 2**20
 
@@ -75,6 +86,7 @@ class ComponentMetrics:
         iou: (N,) float64 adjusted IoU with the ground-truth OoD region, or None without ``gt``.
         iou0: (N,) float64, 1.0 where iou = 0 (false-positive component: the meta-classification target),
             or None without ``gt``.
+
     """
 
     names: list[str]
@@ -106,9 +118,7 @@ class ComponentMetrics:
             "prc": np.zeros(n),
         }
         n_classes = sum(name.startswith("cprob") for name in self.names)
-        return {
-            key: extra[key] if key in extra else self.column(key).copy() for key in reference_keys(n_classes)
-        }
+        return {key: extra[key] if key in extra else self.column(key).copy() for key in reference_keys(n_classes)}
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,7 @@ class GroundTruthMetrics:
         class_pixels: (N, C) float64 number of pixels per predicted (argmax) class.
         class_probs: (N, C) float64 mean class probabilities.
         label_class: (N,) float64 ``gt_label`` at each component's first raster pixel, or None.
+
     """
 
     components: npt.NDArray[np.int32]
@@ -145,7 +156,8 @@ class GroundTruthMetrics:
 
     def to_dict(self) -> dict[str, npt.NDArray[np.float64]]:
         """{reference key: (N,) float64}: iou, iou0, rec, train_class (always 255), label_class (when
-        ``gt_label`` was given), mean_x, mean_y, S, S_in, S_bd, then S_<c>, cprob<c> per class."""
+        ``gt_label`` was given), mean_x, mean_y, S, S_in, S_bd, then S_<c>, cprob<c> per class.
+        """
         out: dict[str, npt.NDArray[np.float64]] = {
             "iou": self.iou,
             "iou0": self.iou0,
@@ -311,6 +323,7 @@ def component_metrics(
         ValueError: naming the argument: wrong number of dimensions, shapes that disagree, non-floating
             probabilities, NaN/inf or probabilities that do not sum to 1, empty images, masks other than
             0/1, non-integer ground truth, equal ood/void labels.
+
     """
     p = _probs_array(probs)
     n_classes, height, width = p.shape
@@ -470,6 +483,7 @@ def ground_truth_metrics(
 
     Raises:
         ValueError: as for :func:`component_metrics` (finiteness and sums are not checked here).
+
     """
     p = _probs_array(probs)
     n_classes, height, width = p.shape
@@ -492,9 +506,10 @@ def ground_truth_metrics(
     mean_x = np.bincount(lab, weights=ys, minlength=count + 1)[1:] / np.maximum(S, 1)
     mean_y = np.bincount(lab, weights=xs, minlength=count + 1)[1:] / np.maximum(S, 1)
     gathered = p[:, ys, xs]
-    class_probs = np.stack(
-        [np.bincount(lab, weights=gathered[c], minlength=count + 1)[1:] for c in range(n_classes)], axis=1
-    ) / np.maximum(S, 1)[:, None]
+    class_probs = (
+        np.stack([np.bincount(lab, weights=gathered[c], minlength=count + 1)[1:] for c in range(n_classes)], axis=1)
+        / np.maximum(S, 1)[:, None]
+    )
     pred = np.argmax(gathered, axis=0) if len(lab) else np.zeros(0, np.int64)
     class_pixels = (
         np.bincount(lab * n_classes + pred, minlength=(count + 1) * n_classes)

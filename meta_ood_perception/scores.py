@@ -43,6 +43,7 @@ class Heatmaps:
 
     For torch input the fields are tensors on the input's device (with a leading batch axis if the input
     had one).
+
     """
 
     entropy: Any
@@ -94,6 +95,7 @@ def anomaly_score(probs: Any) -> Any:
 
     Raises:
         ValueError: wrong number of dimensions, non-floating dtype, fewer than 2 classes, empty image.
+
     """
     if _is_torch(probs):
         import torch
@@ -133,6 +135,7 @@ def entropy_map(probs: Any) -> Any:
 
     Raises:
         ValueError: as for :func:`anomaly_score`.
+
     """
     if _is_torch(probs):
         p = _check_probs_torch(probs)
@@ -162,6 +165,7 @@ def heatmaps(probs: Any) -> Heatmaps:
 
     Raises:
         ValueError: as for :func:`anomaly_score`.
+
     """
     entropy = entropy_map(probs)
     if _is_torch(probs):

@@ -115,7 +115,13 @@ def component_metrics(probs, ood_mask, gt=None, ood_label=1, void_label=255):
                 ("_var_rel", var * s_rel), ("_var_rel_in", var_in * s_rel_in),
             ]:  # fmt: skip
                 put(name + suffix, value)
-        for key, value in [("S", n_all), ("S_in", n_in), ("S_bd", n_bd), ("S_rel", s_rel), ("S_rel_in", s_rel_in)]:
+        for key, value in [
+            ("S", n_all),
+            ("S_in", n_in),
+            ("S_bd", n_bd),
+            ("S_rel", s_rel),
+            ("S_rel_in", s_rel_in),
+        ]:
             put(key, value)
         counts = np.zeros(c)
         for y, x in zip(ys, xs, strict=True):

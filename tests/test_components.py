@@ -34,10 +34,13 @@ def test_image_edge_is_not_a_boundary():
     seg[3, 4] = False
     marked = label_components(seg).marked
     assert marked[0, 0] == 1  # corner pixel, window clipped, all mask: interior
-    assert marked[2, 3] == -1 and marked[3, 3] == -1 and marked[2, 4] == -1
+    assert marked[2, 3] == -1
+    assert marked[3, 3] == -1
+    assert marked[2, 4] == -1
     assert (marked[:2] == 1).all()
     full = label_components(np.ones((3, 3), bool))
-    assert full.count == 1 and (full.marked == 1).all()
+    assert full.count == 1
+    assert (full.marked == 1).all()
 
 
 def test_diagonal_pixels_connect_and_singletons_are_boundary():
@@ -46,7 +49,8 @@ def test_diagonal_pixels_connect_and_singletons_are_boundary():
     seg[4, 0] = True  # a singleton, later in raster order
     comps = label_components(seg)
     assert comps.count == 2
-    assert comps.marked[2, 2] == -1 and comps.marked[4, 0] == -2
+    assert comps.marked[2, 2] == -1
+    assert comps.marked[4, 0] == -2
 
 
 def test_more_than_int16_components_and_very_wide_images():
@@ -70,7 +74,8 @@ def test_boundary_mask_and_ood_mask():
     np.testing.assert_array_equal(boundary_mask(m), m)
     block = np.zeros((5, 5), bool)
     block[1:4, 1:4] = True
-    assert boundary_mask(block).sum() == 8 and not boundary_mask(block)[2, 2]
+    assert boundary_mask(block).sum() == 8
+    assert not boundary_mask(block)[2, 2]
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,8 @@ def test_matches_independent_oracle_with_ground_truth(seed):
 def test_no_components():
     probs = load_case("case_p1_64x128")["probs"]
     result = component_metrics(probs, np.zeros(probs.shape[1:], np.uint8), np.zeros(probs.shape[1:], np.uint8))
-    assert len(result) == 0 and result.features.shape == (0, 75)
+    assert len(result) == 0
+    assert result.features.shape == (0, 75)
     assert all(v.shape == (0,) for v in result.to_dict().values())
     assert (result.components == 0).all()
 
@@ -77,9 +78,12 @@ def test_whole_image_component_has_safe_values(rng):
     probs = _uncertain(rng, h=6, w=7)
     result = component_metrics(probs, np.ones((6, 7), bool))
     assert len(result) == 1
-    assert result.column("S_bd")[0] == 0 and result.column("S")[0] == 42
-    assert result.column("S_rel")[0] == 42 and result.column("S_rel_in")[0] == 42
-    assert result.column("E_bd")[0] == 0 and result.column("E_var_bd")[0] == 0
+    assert result.column("S_bd")[0] == 0
+    assert result.column("S")[0] == 42
+    assert result.column("S_rel")[0] == 42
+    assert result.column("S_rel_in")[0] == 42
+    assert result.column("E_bd")[0] == 0
+    assert result.column("E_var_bd")[0] == 0
     assert result.column("E_in")[0] == pytest.approx(result.column("E")[0])
     assert np.isfinite(result.features).all()
     ndist = result.features[:, [result.names.index(f"ndist{c}") for c in range(19)]]
@@ -91,7 +95,8 @@ def test_whole_valid_region_has_a_boundary(rng):
     gt = np.zeros((6, 7), np.uint8)
     gt[:, 0] = 255
     result = component_metrics(probs, np.ones((6, 7), bool), gt)
-    assert result.column("S")[0] == 36 and result.column("S_bd")[0] == 6  # void column makes a boundary
+    assert result.column("S")[0] == 36
+    assert result.column("S_bd")[0] == 6
 
 
 def test_more_than_int16_components():
@@ -142,7 +147,8 @@ def test_valid_region_acts_like_void(rng):
     a = component_metrics(probs, mask, valid=valid)
     b = component_metrics(probs, mask, gt)
     np.testing.assert_array_equal(a.features, b.features)
-    assert a.iou is None and (a.to_dict()["iou"] == -1).all()
+    assert a.iou is None
+    assert (a.to_dict()["iou"] == -1).all()
 
 
 def test_torch_input_and_validate_off(rng):
@@ -192,11 +198,19 @@ def test_invalid_probabilities_rejected_anywhere_in_the_image(rng, mutate, match
         (np.ones((1, 4, 4), np.float32), {}, "at least 2 classes"),
         (np.ones((19, 0, 4), np.float32), {}, "probs is an empty image"),
         (np.full((2, 4, 4), 0.5, np.float32), {"mask": np.zeros((4, 5), bool)}, "ood_mask has shape"),
-        (np.full((2, 4, 4), 0.5, np.float32), {"mask": np.full((4, 4), 3)}, "ood_mask must hold only 0 and 1"),
+        (
+            np.full((2, 4, 4), 0.5, np.float32),
+            {"mask": np.full((4, 4), 3)},
+            "ood_mask must hold only 0 and 1",
+        ),
         (np.full((2, 4, 4), 0.5, np.float32), {"mask": np.zeros((4, 4, 1))}, "ood_mask must be a 2-D"),
         (np.full((2, 4, 4), 0.5, np.float32), {"gt": np.zeros((4, 4), np.float32)}, "gt must hold integer"),
         (np.full((2, 4, 4), 0.5, np.float32), {"gt": np.zeros((3, 4), np.uint8)}, "gt has shape"),
-        (np.full((2, 4, 4), 0.5, np.float32), {"gt": np.zeros((4, 4), np.uint8), "ood_label": 255}, "must differ"),
+        (
+            np.full((2, 4, 4), 0.5, np.float32),
+            {"gt": np.zeros((4, 4), np.uint8), "ood_label": 255},
+            "must differ",
+        ),
         (np.full((2, 4, 4), 0.5, np.float32), {"valid": np.zeros((2, 2), bool)}, "valid has shape"),
         (np.full((2, 4, 4), 0.5, np.float32), {"sum_tolerance": 0}, "sum_tolerance must be positive"),
     ],

@@ -47,7 +47,8 @@ def test_feature_table_is_the_sorted_reference_columns(case):
     d = load_case(case)
     result = component_metrics(d["probs"], d["ood_mask"], d["gt_train"])
     assert result.names == sorted(set(reference_keys()) - {"iou", "iou0", "prc"})
-    assert tuple(result.names) == FEATURE_NAMES and len(result.names) == 75
+    assert tuple(result.names) == FEATURE_NAMES
+    assert len(result.names) == 75
     assert result.features.shape == (int(d["n_components"]), 75)
     assert result.features.dtype == np.float64
     for j, name in enumerate(result.names):

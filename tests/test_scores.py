@@ -71,7 +71,8 @@ def test_torch_matches_numpy_and_keeps_batch(rng):
     probs = random_probs(rng, 19, 8, 12, temperature=3.0)
     t = torch.from_numpy(np.stack([probs, probs[::-1].copy()]))
     a = anomaly_score(t)
-    assert a.shape == (2, 8, 12) and a.dtype == torch.float32
+    assert a.shape == (2, 8, 12)
+    assert a.dtype == torch.float32
     np.testing.assert_allclose(a[0].numpy(), anomaly_score(probs), atol=1e-6)
     maps = heatmaps(t[0])
     ref = heatmaps(probs)
