@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from . import _kernels
 from .components import _as_mask, eroded_mask, label_components, raster_labels
-from .scores import EPS_F32
+from .scores import EPS_F32, as_probs_array
 
 N_CLASSES_REFERENCE = 19
 _HEAT_MAPS = ("E", "D", "V")
@@ -178,19 +178,7 @@ class GroundTruthMetrics:
 
 
 def _probs_array(probs: Any) -> npt.NDArray[np.float32]:
-    if type(probs).__module__.split(".")[0] == "torch":
-        probs = probs.detach().cpu().numpy()
-    if not isinstance(probs, np.ndarray):
-        raise ValueError(f"probs must be a numpy array or torch tensor, got {type(probs).__name__}")
-    if probs.ndim != 3:
-        raise ValueError(f"probs must have shape (C, H, W), got shape {probs.shape}")
-    if not np.issubdtype(probs.dtype, np.floating):
-        raise ValueError(f"probs must be floating point probabilities, got dtype {probs.dtype}")
-    if probs.shape[0] < 2:
-        raise ValueError(f"probs needs at least 2 classes on axis 0, got shape {probs.shape}")
-    if probs.shape[1] == 0 or probs.shape[2] == 0:
-        raise ValueError(f"probs is an empty image: shape {probs.shape}")
-    return np.ascontiguousarray(probs, dtype=np.float32)
+    return as_probs_array(_to_numpy(probs))
 
 
 def _to_numpy(x: Any) -> Any:

@@ -56,7 +56,12 @@ def _is_torch(x: object) -> bool:
     return type(x).__module__.split(".")[0] == "torch"
 
 
-def _check_probs_numpy(probs: object) -> npt.NDArray[np.float32]:
+def as_probs_array(probs: object) -> npt.NDArray[np.float32]:
+    """Validate the layout of a (C, H, W) numpy probability array; return it as C-contiguous float32.
+
+    Raises:
+        ValueError: not a numpy array, not 3-D, not floating point, fewer than 2 classes, empty image.
+    """
     if not isinstance(probs, np.ndarray):
         raise ValueError(f"probs must be a numpy array or torch tensor, got {type(probs).__name__}")
     if probs.ndim != 3:
@@ -67,7 +72,7 @@ def _check_probs_numpy(probs: object) -> npt.NDArray[np.float32]:
         raise ValueError(f"probs needs at least 2 classes on axis 0, got shape {probs.shape}")
     if probs.shape[1] == 0 or probs.shape[2] == 0:
         raise ValueError(f"probs is an empty image: shape {probs.shape}")
-    return np.asarray(probs, dtype=np.float32)
+    return np.ascontiguousarray(probs, dtype=np.float32)
 
 
 def _check_probs_torch(probs: Any) -> Any:
@@ -105,7 +110,7 @@ def anomaly_score(probs: Any) -> Any:
         q = p / p.sum(dim=cdim, keepdim=True)
         h = torch.special.entr(q).sum(dim=cdim)
         return h / math.log(p.shape[cdim])
-    p = _check_probs_numpy(probs)
+    p = as_probs_array(probs)
     n_classes = p.shape[0]
     total = np.zeros(p.shape[1:], dtype=np.float32)
     for plane in p:
@@ -142,7 +147,7 @@ def entropy_map(probs: Any) -> Any:
         cdim = p.ndim - 3
         n_classes = p.shape[cdim]
         return (p * (p + float(EPS_F32)).log()).sum(dim=cdim) / math.log(1.0 / n_classes)
-    p = _check_probs_numpy(probs)
+    p = as_probs_array(probs)
     acc = np.zeros(p.shape[1:], dtype=np.float32)
     tmp = np.empty_like(acc)
     for plane in p:  # class order, float32: the reference's summation order
@@ -177,7 +182,7 @@ def heatmaps(probs: Any) -> Heatmaps:
         margin = (1.0 - p1 + p2).float()
         variation = (1.0 - p1).float()
         return Heatmaps(entropy, margin, variation, p.argmax(dim=cdim))
-    p = _check_probs_numpy(probs)
+    p = as_probs_array(probs)
     p1 = np.full(p.shape[1:], -np.inf, dtype=np.float32)
     p2 = p1.copy()
     lower = np.empty_like(p1)
