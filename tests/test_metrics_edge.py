@@ -226,3 +226,19 @@ def test_ground_truth_metrics_bad_input():
         ground_truth_metrics(probs, np.zeros((4, 4)), np.zeros((4, 4), np.uint8), gt_label=np.zeros((2, 2), int))
     with pytest.raises(ValueError, match="gt must be a 2-D"):
         ground_truth_metrics(probs, np.zeros((4, 4)), np.zeros(16, np.uint8))
+
+
+def test_ground_truth_side_without_objects_and_with_a_missed_object():
+    probs = np.full((19, 16, 16), 1 / 19, np.float32)
+    gt = np.zeros((16, 16), np.uint8)
+    empty = ground_truth_metrics(probs, np.ones((16, 16), np.uint8), gt, gt_label=gt)
+    assert len(empty) == 0
+    assert all(v.shape == (0,) for v in empty.to_dict().values())
+    gt[3:6, 3:6] = 1
+    missed = ground_truth_metrics(probs, np.zeros((16, 16), np.uint8), gt, gt_label=gt * 7).to_dict()
+    assert missed["iou"].tolist() == [0.0]
+    assert missed["iou0"].tolist() == [1.0]
+    assert missed["rec"].tolist() == [0.0]
+    assert missed["label_class"].tolist() == [7.0]
+    assert missed["S"].tolist() == [9.0]
+    assert missed["S_in"].tolist() == [1.0]
