@@ -104,16 +104,17 @@ def gather_touched(
                 row_sum[:] = 0.0
                 row_abs[:] = 0.0
             for c in range(n_classes):
+                plane_row = probs[c, y]
                 if validate:  # stream the whole plane row; the gathers below then hit L1
                     for x in range(width):
-                        v = probs[c, y, x]
+                        v = plane_row[x]
                         row_sum[x] += v
                         row_abs[x] += abs(v)
                 for j in range(n_comp):
-                    P[c, o + j] = probs[c, y, comp_x[j]]
+                    P[c, o + j] = plane_row[comp_x[j]]
                 if c > 0:
                     for j in range(n_ring):
-                        v = probs[c, y, ring_x[j]]
+                        v = plane_row[ring_x[j]]
                         if v > ring_best[j]:  # strict: first maximum on ties, like np.argmax
                             ring_best[j] = v
                             ring_pred[j] = c
