@@ -1,0 +1,105 @@
+"""Meta-classification data sets: the component-metric table of many frames, with targets and groups.
+
+File format (``.npz``, read with ``allow_pickle=False``):
+
+* ``X``: (N, F) float, the component metrics (F = 75 for the paper's metrics);
+* ``y``: (N,) 0/1, 1 = false-positive component (the reference's ``iou0``);
+* ``names``: (F,) str, the feature names in column order;
+* ``group`` (optional): (N,) int or str, the frame / sequence each component comes from (for group-kfold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+
+class MetaDataError(ValueError):
+    """A meta-classification data set that cannot be used, with the reason."""
+
+
+@dataclass(frozen=True)
+class MetaDataset:
+    """Component metrics with their targets.
+
+    Attributes:
+        X: (N, F) float64 features.
+        y: (N,) int64, 1 = false positive.
+        names: F feature names.
+        group: (N,) int64 group ids (frames / sequences), or None.
+    """
+
+    X: npt.NDArray[np.float64]
+    y: npt.NDArray[np.int64]
+    names: tuple[str, ...]
+    group: npt.NDArray[np.int64] | None = None
+
+    def __post_init__(self) -> None:
+        n = self.X.shape[0] if self.X.ndim == 2 else -1
+        if self.X.ndim != 2 or self.X.shape[1] != len(self.names):
+            raise MetaDataError(f"X must have shape (N, {len(self.names)}) to match names, got {self.X.shape}")
+        if self.y.shape != (n,):
+            raise MetaDataError(f"y must have shape ({n},) to match X, got {self.y.shape}")
+        if not np.isin(self.y, (0, 1)).all():
+            raise MetaDataError(f"y must hold 0/1 targets, found {np.unique(self.y)[:5].tolist()}")
+        if not np.isfinite(self.X).all():
+            raise MetaDataError(f"X holds NaN or inf in {int((~np.isfinite(self.X).all(axis=1)).sum())} row(s)")
+        if self.group is not None and self.group.shape != (n,):
+            raise MetaDataError(f"group must have shape ({n},) to match X, got {self.group.shape}")
+
+    @property
+    def n(self) -> int:
+        """Number of components N."""
+        return int(self.X.shape[0])
+
+    def require_both_classes(self) -> None:
+        """Raise :class:`MetaDataError` unless y holds both false and true positives."""
+        counts = np.bincount(self.y, minlength=2)
+        if counts.min() == 0:
+            only = "false positives (y=1)" if counts[1] else "true positives (y=0)"
+            raise MetaDataError(f"y holds only {only}: {self.n} components, a classifier needs both classes")
+
+    def subset(self, columns: list[int]) -> MetaDataset:
+        """The same components with only the given feature columns, in that order."""
+        return MetaDataset(self.X[:, columns], self.y, tuple(self.names[c] for c in columns), self.group)
+
+    def save(self, path: str | Path) -> None:
+        """Write the ``.npz`` format above."""
+        arrays = {"X": self.X, "y": self.y, "names": np.asarray(self.names)}
+        if self.group is not None:
+            arrays["group"] = self.group
+        np.savez(Path(path), **arrays)  # type: ignore[arg-type]  # numeric and str arrays only
+
+
+def load_features(path: str | Path) -> MetaDataset:
+    """Read a meta-classification ``.npz`` file.
+
+    Raises:
+        MetaDataError: a missing or unreadable file, missing keys, or arrays whose shapes disagree.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MetaDataError(f"features file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as err:
+        raise MetaDataError(f"cannot read features file {path}: {err}") from err
+    missing = [k for k in ("X", "y", "names") if k not in arrays]
+    if missing:
+        raise MetaDataError(f"{path}: missing array(s) {missing}; expected X (N×F), y (N), names (F), [group (N)]")
+    group = arrays.get("group")
+    if group is not None:
+        group = np.unique(group, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    try:
+        return MetaDataset(
+            X=np.asarray(arrays["X"], dtype=np.float64),
+            y=np.asarray(arrays["y"]).astype(np.int64).reshape(-1),
+            names=tuple(str(n) for n in np.asarray(arrays["names"]).reshape(-1)),
+            group=group,
+        )
+    except MetaDataError as err:
+        raise MetaDataError(f"{path}: {err}") from None

@@ -1,0 +1,324 @@
+"""Training the meta classifiers: logistic regression (scikit-learn liblinear) and stacked MLPs (torch).
+
+The MLPs of all cross-validation folds are trained together: their weights are stacked along a leading fold
+axis and every step is a handful of batched matrix products with a hand-written backward pass and a fused Adam
+update, with buffers allocated once. Each fold still sees exactly what a separately trained model would see:
+its own initialization, its own shuffled batches, its own Adam state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from tqdm.auto import tqdm
+
+FloatArray = npt.NDArray[np.float64]
+STD_EPS = 1e-10  # the research code's (std + 1e-10)
+PAD = 8  # layer widths are padded to a multiple of this (AVX2: 8 float32 lanes)
+
+
+@dataclass(frozen=True)
+class LogisticConfig:
+    """scikit-learn ``LogisticRegression(solver="liblinear")`` settings (the reference's defaults)."""
+
+    C: float = 1.0
+    tol: float = 1e-4
+    max_iter: int = 100
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """The paper's MLP meta classifier and its training.
+
+    Attributes:
+        hidden: hidden layer widths (ReLU); the paper's 75-75-75-1 network is (75, 75, 75).
+        lr: Adam learning rate.
+        weight_decay: Adam L2 weight decay (added to the gradient, as torch's Adam).
+        epochs: passes over each fold's training set.
+        batch_size: rows per step.
+        drop_last: drop each epoch's incomplete last batch (the reference's DataLoader). A training set smaller
+            than one batch is then trained on full-set batches instead of not at all (the reference's model stays
+            untrained there).
+        seed: seeds initialization and shuffling.
+        device: torch device for training ("cpu", "cuda", ...).
+    """
+
+    hidden: tuple[int, ...] = (75, 75, 75)
+    lr: float = 1e-3
+    weight_decay: float = 5e-3
+    epochs: int = 50
+    batch_size: int = 128
+    drop_last: bool = True
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"invalid MLPConfig: {self}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+
+    def n_parameters(self, n_features: int) -> int:
+        """Trainable parameters for ``n_features`` inputs (17,176 for the paper's network and 75 metrics)."""
+        widths = (n_features, *self.hidden, 1)
+        return sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+
+
+@dataclass
+class StackedMLP:
+    """F MLPs with stacked parameters: ``weights[l]`` (F, in, out), ``biases[l]`` (F, out), float32 tensors."""
+
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+    widths: tuple[int, ...] = ()
+    history: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_models(self) -> int:
+        """Number of stacked models F."""
+        return int(self.weights[0].shape[0])
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(F, B, in) standardized inputs → (F, B) logits."""
+        h = pad_features(x, self.weights[0].shape[1])
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.bmm(h, w).add_(b.unsqueeze(1))
+            if i < len(self.weights) - 1:
+                h = h.clamp_min_(0.0)
+        return h.squeeze(-1)
+
+    def layers(self, model: int) -> tuple[list[FloatArray], list[FloatArray]]:
+        """One model's weights as (out, in) and biases as (out,) float64 arrays (torch ``Linear`` layout)."""
+        dims = self.widths
+        ws = [w[model, : dims[i], : dims[i + 1]].T.double().cpu().numpy() for i, w in enumerate(self.weights)]
+        bs = [b[model, : dims[i + 1]].double().cpu().numpy() for i, b in enumerate(self.biases)]
+        return ws, bs
+
+
+def pad_features(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero-pad the last axis of ``x`` to ``width``."""
+    extra = width - x.shape[-1]
+    return x if extra == 0 else torch.nn.functional.pad(x, (0, extra))
+
+
+def standardization(X: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Column mean and scale (population std + 1e-10) of (N, F) X, as the research code computes them."""
+    return X.mean(axis=0), X.std(axis=0) + STD_EPS
+
+
+def fit_logistic(X: FloatArray, y: npt.NDArray[np.int64], config: LogisticConfig) -> tuple[FloatArray, float]:
+    """Fit liblinear logistic regression on standardized (N, F) X; returns (coef (F,), intercept).
+
+    As liblinear does, the intercept is penalized like the weights.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(solver="liblinear", C=config.C, tol=config.tol, max_iter=config.max_iter)
+    model.fit(X, y)
+    return model.coef_[0].astype(np.float64), float(model.intercept_[0])
+
+
+def _padded(width: int) -> int:
+    return width if width == 1 else -(-width // PAD) * PAD
+
+
+def _init_stack(n_models: int, widths: tuple[int, ...], gen: torch.Generator, device: torch.device) -> StackedMLP:
+    # torch.nn.Linear's default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)). Widths are zero-padded to a
+    # multiple of PAD (75 → 80: batched products run ~1.5× faster); padded units have zero weights, get zero
+    # gradients and zero weight decay, so they stay exactly zero and the model is the unpadded one.
+    weights, biases = [], []
+    for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
+        bound = 1.0 / math.sqrt(fan_in)
+        w = torch.zeros(n_models, _padded(fan_in), _padded(fan_out))
+        b = torch.zeros(n_models, _padded(fan_out))
+        w[:, :fan_in, :fan_out] = (torch.rand(n_models, fan_in, fan_out, generator=gen) * 2 - 1) * bound
+        b[:, :fan_out] = (torch.rand(n_models, fan_out, generator=gen) * 2 - 1) * bound
+        weights.append(w.to(device))
+        biases.append(b.to(device))
+    return StackedMLP(weights, biases, widths=widths)
+
+
+def train_stacked_mlps(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    train_sets: list[npt.NDArray[np.int64]],
+    mean: torch.Tensor,
+    scale: torch.Tensor,
+    config: MLPConfig,
+    *,
+    progress: bool = False,
+) -> StackedMLP:
+    """Train one MLP per training set, all at once.
+
+    Args:
+        X: (N, F) float32 raw features on the training device.
+        y: (N,) float32 targets (1 = false positive) on the same device.
+        train_sets: per model, the row indices it trains on (any lengths).
+        mean, scale: (M, F) per-model standardization (M = number of models).
+        config: architecture and optimizer settings.
+        progress: show a progress bar over epochs.
+
+    Returns:
+        The trained :class:`StackedMLP` (``history["loss"]``: mean training loss per epoch).
+    """
+    device = X.device
+    n_models = len(train_sets)
+    gen = torch.Generator().manual_seed(config.seed)
+    widths = (X.shape[1], *config.hidden, 1)
+    net = _init_stack(n_models, widths, gen, device)
+    for p in [*net.weights, *net.biases]:
+        p.requires_grad_(False)
+    ws = Workspace(net, config.batch_size)
+    gathered = X.new_empty(n_models * config.batch_size, X.shape[1])
+    params = [*net.weights, *net.biases]
+    moment1 = [torch.zeros_like(p) for p in params]
+    moment2 = [torch.zeros_like(p) for p in params]
+    fused: torch.optim.Adam | None = None
+
+    sizes = torch.tensor([len(t) for t in train_sets], dtype=torch.long)
+    n_max = int(sizes.max())
+    padded = torch.zeros(n_models, n_max, dtype=torch.long)
+    for m, rows in enumerate(train_sets):
+        padded[m, : len(rows)] = torch.as_tensor(rows, dtype=torch.long)
+    batch = config.batch_size
+    # Batches per epoch per model: the reference drops incomplete batches; a set smaller than one batch
+    # trains on full-set batches instead of never (documented fix).
+    if config.drop_last:
+        n_batches = torch.where(sizes >= batch, sizes // batch, torch.ones_like(sizes))
+    else:
+        n_batches = (sizes + batch - 1) // batch
+    steps_per_epoch = int(n_batches.max())
+    row_limit = torch.where(
+        torch.as_tensor(config.drop_last) & (sizes >= batch), n_batches * batch, sizes
+    )  # rows of the shuffled order a model uses per epoch
+    step_count = torch.zeros(n_models, 1, 1, device=device)
+    if bool((n_batches == n_batches[0]).all()):
+        # Every model takes a step at every step (e.g. leave-one-out): Adam is elementwise, so one fused
+        # torch Adam over the stacked tensors is exactly one Adam per model.
+        fused = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    mean3, scale3 = mean.unsqueeze(1), scale.unsqueeze(1)
+    col = torch.arange(batch)
+    losses = []
+    epochs = tqdm(range(config.epochs), desc="MLP folds", disable=not progress, leave=False)
+    for _ in epochs:
+        keys = torch.rand(n_models, n_max, generator=gen)
+        keys[torch.arange(n_max).unsqueeze(0) >= sizes.unsqueeze(1)] = 2.0  # padding sorts last
+        order = padded.gather(1, keys.argsort(dim=1))
+        epoch_loss = torch.zeros((), device=device)
+        for step in range(steps_per_epoch):
+            pos = step * batch + col  # (B,) positions in the shuffled order
+            valid = (pos.unsqueeze(0) < row_limit.unsqueeze(1)) & (step < n_batches).unsqueeze(1)  # (M, B)
+            rows = order.gather(1, pos.clamp_max(n_max - 1).unsqueeze(0).expand(n_models, -1))
+            mask = valid.to(device=device, dtype=torch.float32)
+            active = (mask.sum(dim=1) > 0).to(torch.float32).view(n_models, 1, 1)
+            rows = rows.to(device)
+            xb = ws.inputs[..., : X.shape[1]]
+            torch.index_select(X, 0, rows.view(-1), out=gathered)
+            torch.sub(gathered.view(n_models, batch, -1), mean3, out=xb)
+            xb.div_(scale3)
+            loss, grads = loss_and_grads(net, ws.inputs, y[rows], mask, ws)
+            epoch_loss += loss.mean()
+            if fused is not None:
+                for p, g in zip(params, grads, strict=True):
+                    p.grad = g
+                fused.step()
+            else:
+                step_count += active
+                adam_step(params, grads, moment1, moment2, step_count, active, config)
+        losses.append(float(epoch_loss) / max(steps_per_epoch, 1))
+    net.history["loss"] = losses
+    return net
+
+
+class Workspace:
+    """Buffers for one batch of stacked forward/backward passes, allocated once (fresh large tensors cost
+    page faults on every step)."""
+
+    def __init__(self, net: StackedMLP, batch: int) -> None:
+        n_models = net.n_models
+        like = net.weights[0]
+        self.inputs = like.new_zeros(n_models, batch, net.weights[0].shape[1])
+        self.outs = [like.new_empty(n_models, batch, w.shape[2]) for w in net.weights]
+        self.grad_in = [like.new_empty(n_models, batch, w.shape[1]) for w in net.weights]
+        self.relu_mask = like.new_empty(n_models, batch, net.weights[0].shape[2])
+        self.grads = [torch.empty_like(p) for p in (*net.weights, *net.biases)]
+
+
+def loss_and_grads(
+    net: StackedMLP,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    mask: torch.Tensor,
+    workspace: Workspace | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Per-model mean BCE over the valid rows of one batch, and its gradients, by a hand-written backward.
+
+    Args:
+        net: the stacked models.
+        xb: (M, B, F) standardized inputs (F may already be padded); yb: (M, B) targets; mask: (M, B) 1.0 on
+            valid rows.
+        workspace: reusable buffers (see :class:`Workspace`); results live in it until the next call.
+
+    Returns:
+        (M,) losses and the gradients of their sum, ordered like ``[*net.weights, *net.biases]``.
+    """
+    ws = workspace or Workspace(net, xb.shape[1])
+    n_layers = len(net.weights)
+    if xb.data_ptr() != ws.inputs.data_ptr():
+        ws.inputs[..., : xb.shape[-1]].copy_(xb)
+    count = mask.sum(dim=1).clamp_min(1.0)
+    h = ws.inputs
+    for i, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
+        torch.bmm(h, w, out=ws.outs[i])
+        h = ws.outs[i].add_(b.unsqueeze(1))
+        if i < n_layers - 1:
+            h.clamp_min_(0.0)  # ReLU outputs are > 0 exactly where its derivative is 1
+    logit = h.squeeze(-1)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, yb, reduction="none")
+    loss = (bce * mask).sum(dim=1) / count
+    grad = ((torch.sigmoid(logit) - yb) * (mask / count.unsqueeze(1))).unsqueeze(-1)  # d loss / d logit
+    for i in range(n_layers - 1, -1, -1):
+        layer_in = ws.inputs if i == 0 else ws.outs[i - 1]
+        torch.bmm(layer_in.transpose(1, 2), grad, out=ws.grads[i])
+        torch.sum(grad, dim=1, out=ws.grads[n_layers + i])
+        if i > 0:
+            torch.bmm(grad, net.weights[i].transpose(1, 2), out=ws.grad_in[i])
+            torch.sign(layer_in, out=ws.relu_mask)
+            grad = ws.grad_in[i].mul_(ws.relu_mask)
+    return loss, ws.grads
+
+
+def adam_step(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    moment1: list[torch.Tensor],
+    moment2: list[torch.Tensor],
+    step_count: torch.Tensor,
+    active: torch.Tensor,
+    config: MLPConfig,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> None:
+    """In-place Adam (torch semantics, L2 ``weight_decay`` added to the gradient) on stacked parameters.
+
+    ``step_count`` (M, 1, 1) holds each model's step number after this step; models whose ``active`` (M, 1, 1)
+    is 0 keep their parameters and moments.
+    """
+    beta1, beta2 = betas
+    n_models = step_count.shape[0]
+    t = step_count.clamp_min(1.0)
+    bias1 = 1.0 - beta1**t
+    bias2 = 1.0 - beta2**t
+    for p, g, m1, m2 in zip(params, grads, moment1, moment2, strict=True):
+        shape = (n_models,) + (1,) * (p.dim() - 1)
+        act = active.view(shape)
+        g = g + config.weight_decay * p
+        m1.mul_(1 - (1 - beta1) * act).add_(act * (1 - beta1) * g)
+        m2.mul_(1 - (1 - beta2) * act).add_(act * (1 - beta2) * g * g)
+        denom = (m2 / bias2.view(shape)).sqrt_().add_(eps)
+        p.sub_(act * config.lr * (m1 / bias1.view(shape)) / denom)
