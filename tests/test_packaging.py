@@ -23,16 +23,39 @@ def test_package_xml_is_format3_ament_python():
     assert (ROOT / "resource" / "meta_ood_perception").is_file()
 
 
+def _imported_modules(nodes) -> list[str]:
+    names = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
 def test_runtime_never_imports_training_code():
+    # Only the CLI may reach the offline package, and only lazily inside the training subcommands.
     for path in (ROOT / "meta_ood_perception").rglob("*.py"):
         tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            assert not any(n.split(".")[0] in {"meta_ood_training", "training"} for n in names), path
+        everywhere = _imported_modules(ast.walk(tree))
+        at_import_time = _imported_modules(tree.body)
+        offline = {"meta_ood_training", "training"}
+        assert not any(n.split(".")[0] in offline for n in at_import_time), path
+        if path.name != "cli.py":
+            assert not any(n.split(".")[0] in offline for n in everywhere), path
+
+
+def test_cli_imports_without_the_offline_dependencies():
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'sklearn', 'matplotlib', 'meta_ood_training'): sys.modules[name] = None\n"
+        "from meta_ood_perception.cli import main\n"
+        "code = main(['meta-cv', '--features', 'x.npz', '--classifier', 'lr', '--report', 'r.json'])\n"
+        "assert code == 2, code\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "needs the offline package" in result.stderr
+    assert "pip install" in result.stderr
 
 
 def test_numpy_core_works_without_torch():

@@ -104,7 +104,9 @@ def splits(data: MetaDataset, config: CVConfig) -> list[tuple[npt.NDArray[np.int
         raise MetaDataError("group-kfold needs a 'group' array (frame or sequence id per component)")
     n_groups = len(np.unique(data.group))
     if n_groups < config.folds:
-        raise MetaDataError(f"group-kfold with {config.folds} folds needs at least {config.folds} groups, got {n_groups}")
+        raise MetaDataError(
+            f"group-kfold with {config.folds} folds needs at least {config.folds} groups, got {n_groups}"
+        )
     from sklearn.model_selection import GroupKFold
 
     folds = GroupKFold(n_splits=config.folds).split(data.X, data.y, data.group)

@@ -8,6 +8,7 @@ its own initialization, its own shuffled batches, its own Adam state.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +67,7 @@ class MLPConfig:
     def n_parameters(self, n_features: int) -> int:
         """Trainable parameters for ``n_features`` inputs (17,176 for the paper's network and 75 metrics)."""
         widths = (n_features, *self.hidden, 1)
-        return sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+        return sum(a * b + b for a, b in itertools.pairwise(widths))
 
 
 @dataclass
@@ -132,7 +133,7 @@ def _init_stack(n_models: int, widths: tuple[int, ...], gen: torch.Generator, de
     # multiple of PAD (75 → 80: batched products run ~1.5× faster); padded units have zero weights, get zero
     # gradients and zero weight decay, so they stay exactly zero and the model is the unpadded one.
     weights, biases = [], []
-    for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
+    for fan_in, fan_out in itertools.pairwise(widths):
         bound = 1.0 / math.sqrt(fan_in)
         w = torch.zeros(n_models, _padded(fan_in), _padded(fan_out))
         b = torch.zeros(n_models, _padded(fan_out))
@@ -183,8 +184,8 @@ def train_stacked_mlps(
     sizes = torch.tensor([len(t) for t in train_sets], dtype=torch.long)
     n_max = int(sizes.max())
     padded = torch.zeros(n_models, n_max, dtype=torch.long)
-    for m, rows in enumerate(train_sets):
-        padded[m, : len(rows)] = torch.as_tensor(rows, dtype=torch.long)
+    for m, train_rows in enumerate(train_sets):
+        padded[m, : len(train_rows)] = torch.as_tensor(train_rows, dtype=torch.long)
     batch = config.batch_size
     # Batches per epoch per model: the reference drops incomplete batches; a set smaller than one batch
     # trains on full-set batches instead of never (documented fix).
@@ -202,6 +203,9 @@ def train_stacked_mlps(
         # torch Adam over the stacked tensors is exactly one Adam per model.
         fused = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     mean3, scale3 = mean.unsqueeze(1), scale.unsqueeze(1)
+    shared_stats = bool((mean == mean[0]).all() and (scale == scale[0]).all())
+    if shared_stats:  # e.g. pooled statistics: standardize and pad once, then gather rows straight into the batch
+        X_ready = pad_features((X - mean[0]) / scale[0], ws.inputs.shape[-1]).contiguous()
     col = torch.arange(batch)
     losses = []
     epochs = tqdm(range(config.epochs), desc="MLP folds", disable=not progress, leave=False)
@@ -213,14 +217,16 @@ def train_stacked_mlps(
         for step in range(steps_per_epoch):
             pos = step * batch + col  # (B,) positions in the shuffled order
             valid = (pos.unsqueeze(0) < row_limit.unsqueeze(1)) & (step < n_batches).unsqueeze(1)  # (M, B)
-            rows = order.gather(1, pos.clamp_max(n_max - 1).unsqueeze(0).expand(n_models, -1))
+            rows = order.gather(1, pos.clamp_max(n_max - 1).unsqueeze(0).expand(n_models, -1)).to(device)
             mask = valid.to(device=device, dtype=torch.float32)
             active = (mask.sum(dim=1) > 0).to(torch.float32).view(n_models, 1, 1)
-            rows = rows.to(device)
-            xb = ws.inputs[..., : X.shape[1]]
-            torch.index_select(X, 0, rows.view(-1), out=gathered)
-            torch.sub(gathered.view(n_models, batch, -1), mean3, out=xb)
-            xb.div_(scale3)
+            if shared_stats:
+                torch.index_select(X_ready, 0, rows.view(-1), out=ws.inputs.view(n_models * batch, -1))
+            else:
+                xb = ws.inputs[..., : X.shape[1]]
+                torch.index_select(X, 0, rows.view(-1), out=gathered)
+                torch.sub(gathered.view(n_models, batch, -1), mean3, out=xb)
+                xb.div_(scale3)
             loss, grads = loss_and_grads(net, ws.inputs, y[rows], mask, ws)
             epoch_loss += loss.mean()
             if fused is not None:
@@ -237,7 +243,8 @@ def train_stacked_mlps(
 
 class Workspace:
     """Buffers for one batch of stacked forward/backward passes, allocated once (fresh large tensors cost
-    page faults on every step)."""
+    page faults on every step).
+    """
 
     def __init__(self, net: StackedMLP, batch: int) -> None:
         n_models = net.n_models
@@ -245,7 +252,7 @@ class Workspace:
         self.inputs = like.new_zeros(n_models, batch, net.weights[0].shape[1])
         self.outs = [like.new_empty(n_models, batch, w.shape[2]) for w in net.weights]
         self.grad_in = [like.new_empty(n_models, batch, w.shape[1]) for w in net.weights]
-        self.relu_mask = like.new_empty(n_models, batch, net.weights[0].shape[2])
+        self.relu_grad = [torch.empty_like(out) for out in self.outs]
         self.grads = [torch.empty_like(p) for p in (*net.weights, *net.biases)]
 
 
@@ -288,8 +295,10 @@ def loss_and_grads(
         torch.sum(grad, dim=1, out=ws.grads[n_layers + i])
         if i > 0:
             torch.bmm(grad, net.weights[i].transpose(1, 2), out=ws.grad_in[i])
-            torch.sign(layer_in, out=ws.relu_mask)
-            grad = ws.grad_in[i].mul_(ws.relu_mask)
+            # ReLU backward in one pass: grad where the layer input (a ReLU output) is > 0, else 0.
+            grad = torch.ops.aten.threshold_backward.grad_input(
+                ws.grad_in[i], layer_in, 0.0, grad_input=ws.relu_grad[i - 1]
+            )
     return loss, ws.grads
 
 

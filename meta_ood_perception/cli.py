@@ -1,0 +1,163 @@
+"""``meta-ood``: one command with subcommands for the runtime and the offline tools.
+
+Training subcommands import the offline package ``meta_ood_training`` (and torch, scikit-learn, matplotlib)
+only when they run, and say what to install when it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+LOG = logging.getLogger("meta_ood")
+TRAINING_HINT = "pip install 'meta_ood_perception[training]' (torch==2.13.0, scikit-learn, matplotlib, tqdm)"
+
+
+class CLIError(Exception):
+    """A one-line error for the user; the command exits with status 2."""
+
+
+def _training() -> Any:
+    try:
+        import meta_ood_training.meta_cv as meta_cv  # lazy: the runtime never needs the offline package
+
+        return meta_cv
+    except ModuleNotFoundError as err:
+        raise CLIError(f"this subcommand needs the offline package ({err.name} is missing): {TRAINING_HINT}") from err
+
+
+def _mlp_config(args: argparse.Namespace) -> Any:
+    from meta_ood_training.meta_models import MLPConfig
+
+    return MLPConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device)
+
+
+def _load(path: Path) -> Any:
+    _training()
+    from meta_ood_training.meta_data import load_features
+
+    return load_features(path)
+
+
+def cmd_meta_cv(args: argparse.Namespace) -> None:
+    """Cross-validate a meta classifier on a features file and write a JSON report (+ plots)."""
+    meta_cv = _training()
+    data = _load(args.features)
+    config = meta_cv.CVConfig(
+        classifier=args.classifier, cv=args.cv, folds=args.folds, standardize=args.standardize,
+        mlp=_mlp_config(args),
+    )  # fmt: skip
+    result = meta_cv.cross_validate(data, config, progress=True)
+    report = result.report()
+    if args.plots:
+        from meta_ood_training.meta_report import plot_roc_pr
+
+        report["plots"] = [str(p) for p in plot_roc_pr(result.y, {args.classifier: result.proba}, args.plots)]
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(report, indent=1) + "\n")
+    LOG.info("AUROC %.4f  AUPRC %.4f  accuracy %.4f  (n=%d, %.1f s) -> %s",
+             result.auroc, result.auprc, result.accuracy, len(result.y), result.wall_s, args.report)  # fmt: skip
+
+
+def cmd_meta_train(args: argparse.Namespace) -> None:
+    """Train a meta classifier on all components and write the runtime artifact (JSON + npz)."""
+    _training()
+    from meta_ood_training.meta_train import train_meta_classifier
+
+    data = _load(args.features)
+    model = train_meta_classifier(
+        data, args.classifier, mlp_config=_mlp_config(args), metadata={"features_file": args.features.name}
+    )
+    path = model.save(args.out)
+    LOG.info("%s meta classifier (%d parameters, %d features) -> %s", model.kind, model.n_parameters,
+             model.n_features, path)  # fmt: skip
+
+
+def cmd_lars(args: argparse.Namespace) -> None:
+    """LARS order of the metrics, its path plot, and Algorithm 1 (both classifiers on the top-N metrics)."""
+    meta_cv = _training()
+    from meta_ood_training.lars import incremental_evaluation, lars_order
+    from meta_ood_training.meta_report import plot_incremental, plot_lars_path
+
+    data = _load(args.features)
+    result = lars_order(data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    config = meta_cv.CVConfig(cv=args.cv, folds=args.folds, standardize=args.standardize, mlp=_mlp_config(args))
+    limit = min(args.max_metrics or len(result.order), len(result.order))
+    table = incremental_evaluation(data, result.order, config, list(range(1, limit + 1)))
+    summary = {"order": result.names, "algorithm1": table}
+    (args.out / "lars.json").write_text(json.dumps(summary, indent=1) + "\n")
+    plot_lars_path(result.coefs, list(data.names), result.order, args.out / "lars_path.png")
+    plot_incremental(table, args.out / "algorithm1.png")
+    LOG.info("LARS order (first 10): %s -> %s", ", ".join(result.names[:10]), args.out)
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--features", type=Path, required=True, help="npz with X (N×F), y (N, 1 = false positive), names")
+    p.add_argument("--seed", type=int, default=0, help="seed of MLP initialization and shuffling")
+    p.add_argument("--epochs", type=int, default=50, help="MLP training epochs")
+    p.add_argument("--batch-size", type=int, default=128, help="MLP batch size")
+    p.add_argument("--device", default="cpu", help="torch device for MLP training (cpu, cuda, ...)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``meta-ood`` argument parser."""
+    parser = argparse.ArgumentParser(prog="meta-ood", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cv = sub.add_parser("meta-cv", help=cmd_meta_cv.__doc__)
+    _add_training_options(cv)
+    cv.add_argument("--classifier", choices=("lr", "mlp"), required=True)
+    cv.add_argument("--cv", choices=("loo", "group-kfold"), default="group-kfold")
+    cv.add_argument("--folds", type=int, default=5, help="folds of group-kfold")
+    cv.add_argument(
+        "--standardize",
+        choices=("train", "pooled"),
+        default="train",
+        help="statistics from each training fold (train) or from all data (pooled, the reference)",
+    )
+    cv.add_argument("--report", type=Path, required=True, help="JSON report to write")
+    cv.add_argument("--plots", type=Path, default=None, help="folder for roc.png and pr.png")
+    cv.set_defaults(func=cmd_meta_cv)
+
+    train = sub.add_parser("meta-train", help=cmd_meta_train.__doc__)
+    _add_training_options(train)
+    train.add_argument("--classifier", choices=("lr", "mlp"), required=True)
+    train.add_argument("--out", type=Path, required=True, help="artifact path (.json; the .npz goes beside it)")
+    train.set_defaults(func=cmd_meta_train)
+
+    lars = sub.add_parser("lars", help=cmd_lars.__doc__)
+    _add_training_options(lars)
+    lars.add_argument("--out", type=Path, required=True, help="output folder")
+    lars.add_argument("--cv", choices=("loo", "group-kfold"), default="group-kfold")
+    lars.add_argument("--folds", type=int, default=5)
+    lars.add_argument("--standardize", choices=("train", "pooled"), default="train")
+    lars.add_argument("--max-metrics", type=int, default=None, help="evaluate N = 1..this many metrics")
+    lars.set_defaults(func=cmd_lars)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``meta-ood``; returns the exit status (0 ok, 2 a user error printed as one line)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except CLIError as err:
+        LOG.error("meta-ood %s: %s", args.command, err)
+        return 2
+    except ValueError as err:  # data / configuration errors carry their own one-line message
+        LOG.error("meta-ood %s: %s", args.command, err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from meta_ood_perception.cli import main
+from meta_ood_perception.meta_classifier import load_meta_classifier
+from meta_ood_training.meta_cv import CVConfig, _fold_standardization, cross_validate, splits
+from meta_ood_training.meta_data import MetaDataError, MetaDataset, load_features
+from meta_ood_training.meta_models import MLPConfig
+
+NAMES = ("a", "b", "c")
+
+
+def _data(n=60, seed=0, groups=6):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    y = (X[:, 0] + 0.3 * rng.normal(size=n) > 0.2).astype(np.int64)
+    return MetaDataset(X, y, NAMES, rng.integers(0, groups, n))
+
+
+def test_separable_data_scores_perfectly_with_both_classifiers():
+    X = np.concatenate([np.linspace(-3, -1, 20), np.linspace(1, 3, 20)])[:, None] * [1.0, 0.0, 0.5]
+    y = np.r_[np.zeros(20), np.ones(20)].astype(np.int64)
+    data = MetaDataset(X, y, NAMES, np.arange(40) % 5)
+    for clf in ("lr", "mlp"):
+        result = cross_validate(data, CVConfig(clf, "group-kfold", mlp=MLPConfig(epochs=200, batch_size=16, lr=1e-2)))
+        assert result.auroc == 1.0 and result.auprc == 1.0 and result.accuracy == 1.0, clf
+    assert cross_validate(data, CVConfig("lr", "loo", standardize="pooled")).auroc == 1.0
+
+
+def test_reference_mode_is_leave_one_out_liblinear_on_pooled_statistics():
+    from sklearn.linear_model import LogisticRegression
+
+    data = _data(40)
+    z = (data.X - data.X.mean(0)) / (data.X.std(0) + 1e-10)
+    expected = np.empty(40)
+    for i in range(40):
+        keep = np.arange(40) != i
+        model = LogisticRegression(solver="liblinear").fit(z[keep], data.y[keep])
+        expected[i] = model.predict_proba(z[i : i + 1])[0, 1]
+    result = cross_validate(data, CVConfig("lr", "loo", standardize="pooled"))
+    np.testing.assert_allclose(result.proba, expected, atol=1e-10)
+    assert result.n_parameters == 4
+
+
+def test_splits_and_standardization():
+    data = _data()
+    loo = splits(data, CVConfig(cv="loo"))
+    assert len(loo) == 60 and all(len(tr) == 59 and te[0] not in tr for tr, te in loo)
+    folds = splits(data, CVConfig(cv="group-kfold", folds=3))
+    for train, test in folds:
+        assert not set(data.group[train]) & set(data.group[test])
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(60))
+    means, scales = _fold_standardization(data.X, loo, "train")
+    np.testing.assert_allclose(means[7], data.X[loo[7][0]].mean(0), atol=1e-12)
+    np.testing.assert_allclose(scales[7], data.X[loo[7][0]].std(0) + 1e-10, atol=1e-12)
+    pooled_mean, _ = _fold_standardization(data.X, loo, "pooled")
+    np.testing.assert_allclose(pooled_mean[3], data.X.mean(0))
+
+
+def test_data_errors():
+    with pytest.raises(MetaDataError, match="only true positives"):
+        cross_validate(MetaDataset(np.zeros((5, 3)), np.zeros(5, np.int64), NAMES), CVConfig(cv="loo"))
+    with pytest.raises(MetaDataError, match="needs at least 5 groups, got 2"):
+        splits(_data(groups=2), CVConfig(cv="group-kfold", folds=5))
+    with pytest.raises(MetaDataError, match="needs a 'group' array"):
+        splits(MetaDataset(np.zeros((5, 3)), np.r_[0, 1, 0, 1, 0], NAMES), CVConfig())
+    with pytest.raises(MetaDataError, match=r"X must have shape \(N, 3\)"):
+        MetaDataset(np.zeros((5, 4)), np.zeros(5, np.int64), NAMES)
+    with pytest.raises(MetaDataError, match="y must hold 0/1"):
+        MetaDataset(np.zeros((2, 3)), np.array([0, 2]), NAMES)
+    with pytest.raises(ValueError, match="cv must be"):
+        CVConfig(cv="kfold")
+
+
+def test_cli_meta_cv_train_and_lars(tmp_path):
+    data = _data(80)
+    features = tmp_path / "F.npz"
+    data.save(features)
+    assert load_features(features).names == NAMES
+    report = tmp_path / "r.json"
+    args = ["meta-cv", "--features", str(features), "--classifier", "mlp", "--cv", "group-kfold", "--folds", "3"]
+    assert main([*args, "--epochs", "5", "--report", str(report), "--plots", str(tmp_path / "plots")]) == 0
+    content = json.loads(report.read_text())
+    assert {"auroc", "auprc", "accuracy", "n", "n_parameters", "wall_s"} <= set(content)
+    assert content["n"] == 80 and content["n_parameters"] == MLPConfig().n_parameters(3)
+    assert (tmp_path / "plots" / "roc.png").stat().st_size > 1000
+    out = tmp_path / "model.json"
+    assert main(["meta-train", "--features", str(features), "--classifier", "lr", "--out", str(out)]) == 0
+    model = load_meta_classifier(out, expected_names=NAMES)
+    proba = model.predict_proba(data.X)
+    assert ((proba > 0.5) == data.y.astype(bool)).mean() > 0.8
+    assert main(["lars", "--features", str(features), "--out", str(tmp_path / "lars"), "--max-metrics", "2",
+                 "--epochs", "3"]) == 0  # fmt: skip
+    lars = json.loads((tmp_path / "lars" / "lars.json").read_text())
+    assert lars["order"][0] == "a"  # the only informative metric enters first
+    assert len(lars["algorithm1"]) == 4
+    assert (tmp_path / "lars" / "algorithm1.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "match"),
+    [
+        (None, [], "features file not found"),
+        (lambda p: np.savez(p, X=np.zeros((4, 3)), y=np.zeros(3), names=np.array(NAMES)), [], "y must have shape"),
+        (lambda p: np.savez(p, X=np.zeros((4, 3)), y=np.zeros(4), names=np.array(NAMES)), [], "only true positives"),
+        (lambda p: _data(groups=2).save(p), ["--cv", "group-kfold"], "needs at least 5 groups"),
+        (lambda p: np.savez(p, X=np.zeros((4, 3))), [], "missing array"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, caplog, make, extra, match):
+    features = tmp_path / "F.npz"
+    if make:
+        make(features)
+    with caplog.at_level(logging.ERROR):
+        code = main(["meta-cv", "--features", str(features), "--classifier", "lr", *extra,
+                     "--report", str(tmp_path / "r.json")])  # fmt: skip
+    assert code == 2
+    assert match in caplog.text
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
