@@ -15,7 +15,7 @@ import numpy.typing as npt
 import torch
 from tqdm.auto import tqdm
 
-from .meta_data import MetaDataError, MetaDataset
+from .meta_data import MetaDataError, MetaDataset, ObjectOverlaps
 from .meta_models import STD_EPS, LogisticConfig, MLPConfig, fit_logistic, standardization, train_stacked_mlps
 
 Classifier = Literal["lr", "mlp"]
@@ -67,11 +67,12 @@ class CVResult:
     n_parameters: int
     wall_s: float
     config: CVConfig
+    objects: ObjectOverlaps | None = None
 
     def report(self) -> dict[str, Any]:
         """JSON-serializable summary: auroc, auprc, accuracy, n, n_parameters, wall_s, removal counts, config."""
         kept = self.proba < 0.5
-        return {
+        out: dict[str, Any] = {
             "auroc": self.auroc,
             "auprc": self.auprc,
             "accuracy": self.accuracy,
@@ -88,6 +89,12 @@ class CVResult:
             },
             "config": asdict(self.config),
         }
+        if self.objects is not None:
+            removal = out["removal_at_0.5"]
+            removal["gt_objects"] = self.objects.n_objects
+            removal["false_negatives_before"] = self.objects.missed(np.ones(len(self.y), dtype=bool))
+            removal["false_negatives_after"] = self.objects.missed(kept)
+        return out
 
 
 def splits(data: MetaDataset, config: CVConfig) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
@@ -135,7 +142,7 @@ def cross_validate(data: MetaDataset, config: CVConfig, *, progress: bool = Fals
         n_parameters = config.mlp.n_parameters(data.X.shape[1])
     wall = time.perf_counter() - start
     auroc, auprc, accuracy = scores(data.y, proba)
-    return CVResult(proba, data.y, auroc, auprc, accuracy, n_parameters, wall, config)
+    return CVResult(proba, data.y, auroc, auprc, accuracy, n_parameters, wall, config, data.objects)
 
 
 def scores(y: npt.NDArray[np.int64], proba: FloatArray) -> tuple[float, float, float]:

@@ -5,7 +5,10 @@ File format (``.npz``, read with ``allow_pickle=False``):
 * ``X``: (N, F) float, the component metrics (F = 75 for the paper's metrics);
 * ``y``: (N,) 0/1, 1 = false-positive component (the reference's ``iou0``);
 * ``names``: (F,) str, the feature names in column order;
-* ``group`` (optional): (N,) int or str, the frame / sequence each component comes from (for group-kfold).
+* ``group`` (optional): (N,) int or str, the frame / sequence each component comes from (for group-kfold);
+* ``n_objects``, ``object_group``, ``pair_component``, ``pair_object`` (optional, written by
+  ``meta_ood_training.meta_extract``): the ground-truth objects and which component rows overlap which object,
+  for false-negative counts before and after removal.
 """
 
 from __future__ import annotations
@@ -22,6 +25,28 @@ class MetaDataError(ValueError):
 
 
 @dataclass(frozen=True)
+class ObjectOverlaps:
+    """Ground-truth objects and the predicted components that overlap them.
+
+    Attributes:
+        n_objects: number of ground-truth objects (8-connected components of ``gt == ood_label``) in all frames.
+        object_group: (n_objects,) frame index of each object.
+        pair_component: (P,) row of the component table; pair_object: (P,) object index; one pair per overlap.
+    """
+
+    n_objects: int
+    object_group: npt.NDArray[np.int64]
+    pair_component: npt.NDArray[np.int64]
+    pair_object: npt.NDArray[np.int64]
+
+    def missed(self, kept: npt.NDArray[np.bool_]) -> int:
+        """Objects that no kept component overlaps (false negatives), given a (N,) mask of kept components."""
+        covered = np.zeros(self.n_objects, dtype=bool)
+        covered[self.pair_object[kept[self.pair_component]]] = True
+        return int((~covered).sum())
+
+
+@dataclass(frozen=True)
 class MetaDataset:
     """Component metrics with their targets.
 
@@ -30,12 +55,14 @@ class MetaDataset:
         y: (N,) int64, 1 = false positive.
         names: F feature names.
         group: (N,) int64 group ids (frames / sequences), or None.
+        objects: ground-truth objects and their overlapping components, or None.
     """
 
     X: npt.NDArray[np.float64]
     y: npt.NDArray[np.int64]
     names: tuple[str, ...]
     group: npt.NDArray[np.int64] | None = None
+    objects: ObjectOverlaps | None = None
 
     def __post_init__(self) -> None:
         n = self.X.shape[0] if self.X.ndim == 2 else -1
@@ -49,6 +76,12 @@ class MetaDataset:
             raise MetaDataError(f"X holds NaN or inf in {int((~np.isfinite(self.X).all(axis=1)).sum())} row(s)")
         if self.group is not None and self.group.shape != (n,):
             raise MetaDataError(f"group must have shape ({n},) to match X, got {self.group.shape}")
+        if self.objects is not None:
+            o = self.objects
+            if o.pair_component.shape != o.pair_object.shape or o.object_group.shape != (o.n_objects,):
+                raise MetaDataError("object overlaps: pair arrays differ in length or object_group != n_objects")
+            if len(o.pair_component) and (o.pair_component.max() >= n or o.pair_object.max() >= o.n_objects):
+                raise MetaDataError("object overlaps point past the component table or the object list")
 
     @property
     def n(self) -> int:
@@ -64,13 +97,20 @@ class MetaDataset:
 
     def subset(self, columns: list[int]) -> MetaDataset:
         """The same components with only the given feature columns, in that order."""
-        return MetaDataset(self.X[:, columns], self.y, tuple(self.names[c] for c in columns), self.group)
+        return MetaDataset(self.X[:, columns], self.y, tuple(self.names[c] for c in columns), self.group, self.objects)
 
     def save(self, path: str | Path) -> None:
         """Write the ``.npz`` format above."""
         arrays = {"X": self.X, "y": self.y, "names": np.asarray(self.names)}
         if self.group is not None:
             arrays["group"] = self.group
+        if self.objects is not None:
+            arrays.update(
+                n_objects=np.asarray(self.objects.n_objects),
+                object_group=self.objects.object_group,
+                pair_component=self.objects.pair_component,
+                pair_object=self.objects.pair_object,
+            )
         np.savez(Path(path), **arrays)  # type: ignore[arg-type]  # numeric and str arrays only
 
 
@@ -94,12 +134,22 @@ def load_features(path: str | Path) -> MetaDataset:
     group = arrays.get("group")
     if group is not None:
         group = np.unique(group, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    objects = None
+    if "n_objects" in arrays:
+        objects = ObjectOverlaps(
+            int(arrays["n_objects"]),
+            *(
+                np.asarray(arrays[k]).astype(np.int64).reshape(-1)
+                for k in ("object_group", "pair_component", "pair_object")
+            ),
+        )
     try:
         return MetaDataset(
             X=np.asarray(arrays["X"], dtype=np.float64),
             y=np.asarray(arrays["y"]).astype(np.int64).reshape(-1),
             names=tuple(str(n) for n in np.asarray(arrays["names"]).reshape(-1)),
             group=group,
+            objects=objects,
         )
     except MetaDataError as err:
         raise MetaDataError(f"{path}: {err}") from None
