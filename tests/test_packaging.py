@@ -85,14 +85,19 @@ def test_readme_test_command_is_what_ci_runs():
     assert "test-command" in (ROOT / ".ci" / "run").read_text()
 
 
-@pytest.mark.skipif(shutil.which("colcon") is None, reason="colcon is not installed (pip install -e .[dev])")
+def _colcon() -> str | None:
+    beside_python = Path(sys.executable).parent / "colcon"  # the venv's, also when its bin/ is not on PATH
+    return str(beside_python) if beside_python.is_file() else shutil.which("colcon")
+
+
+@pytest.mark.skipif(_colcon() is None, reason="colcon is not installed (pip install -e .[dev])")
 def test_colcon_build_installs_both_packages(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "meta_ood_perception").symlink_to(ROOT, target_is_directory=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLCON")}
     subprocess.run(
-        ["colcon", "--log-base", str(tmp_path / "log"), "build", "--base-paths", str(src),
+        [_colcon(), "--log-base", str(tmp_path / "log"), "build", "--base-paths", str(src),
          "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install")],
         check=True, cwd=tmp_path, env=env, capture_output=True,
     )  # fmt: skip
