@@ -25,11 +25,12 @@ def _reference_training(X, y, train_sets, mean, scale, cfg):
     models = []
     for m in range(n_models):
         layers = []
+        init_w, init_b = init.layers(m)
         for i in range(len(widths) - 1):
             lin = torch.nn.Linear(widths[i], widths[i + 1])
             with torch.no_grad():
-                lin.weight.copy_(init.weights[i][m, : widths[i], : widths[i + 1]].T)
-                lin.bias.copy_(init.biases[i][m, : widths[i + 1]])
+                lin.weight.copy_(torch.from_numpy(init_w[i]))
+                lin.bias.copy_(torch.from_numpy(init_b[i]))
             layers += [lin, torch.nn.ReLU()]
         net = torch.nn.Sequential(*layers[:-1])
         models.append((net, torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)))
@@ -80,8 +81,8 @@ def test_hand_written_backward_matches_autograd():
     yb = (torch.rand(3, 5, generator=gen) > 0.5).float()
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.float32)
     loss, grads = loss_and_grads(net, xb, yb, mask)
-    params = [p.clone().requires_grad_(True) for p in (*net.weights, *net.biases)]
-    auto = StackedMLP(params[:3], params[3:], widths=(6, 9, 4, 1))
+    params = [w.clone().requires_grad_(True) for w in net.weights]
+    auto = StackedMLP(params, widths=(6, 9, 4, 1))
     logits = auto.logits(xb)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, yb, reduction="none")
     ((bce * mask).sum(1) / mask.sum(1).clamp_min(1)).sum().backward()
@@ -97,9 +98,10 @@ def test_padded_units_stay_zero_and_paper_size():
     net = train_stacked_mlps(
         X, y, [np.arange(50)], torch.zeros(1, 5), torch.ones(1, 5), MLPConfig(hidden=(3,), epochs=3)
     )
-    assert net.weights[0].shape == (1, 8, 8)
-    assert (net.weights[0][:, 5:, :] == 0).all() and (net.weights[0][:, :, 3:] == 0).all()
-    assert (net.biases[0][:, 3:] == 0).all()
+    w0 = net.weights[0]
+    assert w0.shape == (1, 8, 8)  # 5 inputs + constant unit → 8; 3 hidden + constant unit → 8
+    assert (w0[:, 6:, :] == 0).all() and (w0[:, :, 4:] == 0).all()  # padding beyond the constant units
+    assert w0[0, 5, 3] == 1 and (w0[0, :5, 3] == 0).all()  # the constant is passed on unchanged
 
 
 def test_sets_smaller_than_a_batch_are_trained():

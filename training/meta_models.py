@@ -72,11 +72,16 @@ class MLPConfig:
 
 @dataclass
 class StackedMLP:
-    """F MLPs with stacked parameters: ``weights[l]`` (F, in, out), ``biases[l]`` (F, out), float32 tensors."""
+    """F MLPs with stacked, zero-padded parameters: ``weights[l]`` (F, in_pad, out_pad) float32 tensors.
+
+    Biases live inside the weights: every layer input carries a constant-1 unit at index ``widths[l]`` (right
+    after the real units), whose weight row is the layer's bias; a hidden layer passes the constant on through a
+    fixed 1 at [widths[l], widths[l + 1]] (restored after every optimizer step). All other padded units are
+    zero and stay zero. This saves the separate bias additions and reductions of every step.
+    """
 
     weights: list[torch.Tensor]
-    biases: list[torch.Tensor]
-    widths: tuple[int, ...] = ()
+    widths: tuple[int, ...]
     history: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -84,20 +89,32 @@ class StackedMLP:
         """Number of stacked models F."""
         return int(self.weights[0].shape[0])
 
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in) standardized inputs → (..., in_pad) with the constant-1 unit."""
+        h = pad_features(x, self.weights[0].shape[1]).clone()
+        h[..., self.widths[0]] = 1.0
+        return h
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(F, B, in) standardized inputs → (F, B) logits."""
-        h = pad_features(x, self.weights[0].shape[1])
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = _forward_product(h, w) + b.unsqueeze(1)
+        h = self.augment(x)
+        for i, w in enumerate(self.weights):
+            h = _forward_product(h, w)
             if i < len(self.weights) - 1:
-                h = h.clamp_min_(0.0)
+                h = h.clamp_min(0.0)
         return h.squeeze(-1)
+
+    def restore_constants(self) -> None:
+        """Reset each hidden layer's constant column to pass the constant-1 unit on unchanged."""
+        for i, w in enumerate(self.weights[:-1]):
+            w[:, :, self.widths[i + 1]] = 0.0
+            w[:, self.widths[i], self.widths[i + 1]] = 1.0
 
     def layers(self, model: int) -> tuple[list[FloatArray], list[FloatArray]]:
         """One model's weights as (out, in) and biases as (out,) float64 arrays (torch ``Linear`` layout)."""
         dims = self.widths
         ws = [w[model, : dims[i], : dims[i + 1]].T.double().cpu().numpy() for i, w in enumerate(self.weights)]
-        bs = [b[model, : dims[i + 1]].double().cpu().numpy() for i, b in enumerate(self.biases)]
+        bs = [w[model, dims[i], : dims[i + 1]].double().cpu().numpy() for i, w in enumerate(self.weights)]
         return ws, bs
 
 
@@ -141,23 +158,25 @@ def fit_logistic(X: FloatArray, y: npt.NDArray[np.int64], config: LogisticConfig
 
 
 def _padded(width: int) -> int:
-    return width if width == 1 else -(-width // PAD) * PAD
+    """Padded size of a layer input of ``width`` real units plus the constant unit."""
+    return -(-(width + 1) // PAD) * PAD
 
 
 def _init_stack(n_models: int, widths: tuple[int, ...], gen: torch.Generator, device: torch.device) -> StackedMLP:
     # torch.nn.Linear's default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)). Widths are zero-padded to a
-    # multiple of PAD (75 → 80: batched products run ~1.5× faster); padded units have zero weights, get zero
-    # gradients and zero weight decay, so they stay exactly zero and the model is the unpadded one.
-    weights, biases = [], []
-    for fan_in, fan_out in itertools.pairwise(widths):
+    # multiple of PAD (75 + constant → 80: batched products run ~1.5× faster); padded units have zero weights,
+    # get zero gradients and zero weight decay, so they stay exactly zero and the model is the unpadded one.
+    weights = []
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
         bound = 1.0 / math.sqrt(fan_in)
-        w = torch.zeros(n_models, _padded(fan_in), _padded(fan_out))
-        b = torch.zeros(n_models, _padded(fan_out))
+        out_pad = fan_out if i == len(widths) - 2 else _padded(fan_out)  # the output (width 1) is not padded
+        w = torch.zeros(n_models, _padded(fan_in), out_pad)
         w[:, :fan_in, :fan_out] = (torch.rand(n_models, fan_in, fan_out, generator=gen) * 2 - 1) * bound
-        b[:, :fan_out] = (torch.rand(n_models, fan_out, generator=gen) * 2 - 1) * bound
+        w[:, fan_in, :fan_out] = (torch.rand(n_models, fan_out, generator=gen) * 2 - 1) * bound  # the bias row
         weights.append(w.to(device))
-        biases.append(b.to(device))
-    return StackedMLP(weights, biases, widths=widths)
+    net = StackedMLP(weights, widths=widths)
+    net.restore_constants()
+    return net
 
 
 def train_stacked_mlps(
@@ -188,11 +207,11 @@ def train_stacked_mlps(
     gen = torch.Generator().manual_seed(config.seed)
     widths = (X.shape[1], *config.hidden, 1)
     net = _init_stack(n_models, widths, gen, device)
-    for p in [*net.weights, *net.biases]:
+    for p in net.weights:
         p.requires_grad_(False)
     ws = Workspace(net, config.batch_size)
     gathered = X.new_empty(n_models * config.batch_size, X.shape[1])
-    params = [*net.weights, *net.biases]
+    params = net.weights
     moment1: list[torch.Tensor] = []
     moment2: list[torch.Tensor] = []
     fused: torch.optim.Adam | None = None
@@ -224,7 +243,7 @@ def train_stacked_mlps(
     mean3, scale3 = mean.unsqueeze(1), scale.unsqueeze(1)
     shared_stats = bool((mean == mean[0]).all() and (scale == scale[0]).all())
     if shared_stats:  # e.g. pooled statistics: standardize and pad once, then gather rows straight into the batch
-        X_ready = pad_features((X - mean[0]) / scale[0], ws.inputs.shape[-1]).contiguous()
+        X_ready = net.augment((X - mean[0]) / scale[0]).contiguous()
     col = torch.arange(batch)
     losses = []
     epochs = tqdm(range(config.epochs), desc="MLP folds", disable=not progress, leave=False)
@@ -255,6 +274,7 @@ def train_stacked_mlps(
             else:
                 step_count += active
                 adam_step(params, grads, moment1, moment2, step_count, active, config)
+            net.restore_constants()
         losses.append(float(epoch_loss) / max(steps_per_epoch, 1))
     net.history["loss"] = losses
     return net
@@ -269,10 +289,11 @@ class Workspace:
         n_models = net.n_models
         like = net.weights[0]
         self.inputs = like.new_zeros(n_models, batch, net.weights[0].shape[1])
+        self.inputs[..., net.widths[0]] = 1.0  # the constant unit; batches only overwrite the real columns
         self.outs = [like.new_empty(n_models, batch, w.shape[2]) for w in net.weights]
         self.grad_in = [like.new_empty(n_models, batch, w.shape[1]) for w in net.weights]
         self.relu_grad = [torch.empty_like(out) for out in self.outs]
-        self.grads = [torch.empty_like(p) for p in (*net.weights, *net.biases)]
+        self.grads = [torch.empty_like(w) for w in net.weights]
 
 
 def loss_and_grads(
@@ -291,7 +312,7 @@ def loss_and_grads(
         workspace: reusable buffers (see :class:`Workspace`); results live in it until the next call.
 
     Returns:
-        (M,) losses and the gradients of their sum, ordered like ``[*net.weights, *net.biases]``.
+        (M,) losses and the gradients of their sum with respect to ``net.weights`` (bias rows included).
     """
     ws = workspace or Workspace(net, xb.shape[1])
     n_layers = len(net.weights)
@@ -299,9 +320,8 @@ def loss_and_grads(
         ws.inputs[..., : xb.shape[-1]].copy_(xb)
     count = mask.sum(dim=1).clamp_min(1.0)
     h = ws.inputs
-    for i, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
-        _forward_product(h, w, ws.outs[i])
-        h = ws.outs[i].add_(b.unsqueeze(1))
+    for i, w in enumerate(net.weights):
+        h = _forward_product(h, w, ws.outs[i])
         if i < n_layers - 1:
             h.clamp_min_(0.0)  # ReLU outputs are > 0 exactly where its derivative is 1
     logit = h.squeeze(-1)
@@ -318,7 +338,6 @@ def loss_and_grads(
             torch.bmm(grad.transpose(1, 2), layer_in, out=ws.grads[i].view(w.shape[0], 1, w.shape[1]))
         else:
             torch.bmm(layer_in.transpose(1, 2), grad, out=ws.grads[i])
-        torch.sum(grad, dim=1, out=ws.grads[n_layers + i])
         if i > 0:
             if n_out == 1:
                 torch.mul(grad, w.transpose(1, 2), out=ws.grad_in[i])
