@@ -1,0 +1,75 @@
+"""Entropy-maximization loss of the paper (Eq. 2–4).
+
+For every non-void pixel: (1 − λ)·cross-entropy when its label is an in-distribution class, and
+λ·(−1/C Σ_c log p_c) — the cross-entropy to the uniform distribution, minimal when the softmax is uniform
+(maximal entropy) — when its label is ``ood_label``. Both terms are summed and divided by the number of non-void
+pixels of the batch; void pixels contribute nothing, not even a gradient.
+
+Relation to the research code: it averages its OoD term over all B·C·H·W entries of the log-softmax instead
+of over the pixels, so its term equals ours (for the same λ) times N_ood/(B·H·W), where N_ood is the number of
+OoD-proxy pixels in the batch; with the in-distribution cross-entropy averaged over its own pixels, the balance
+between the two terms there depends on how many OoD pixels a batch holds. Ours weighs every non-void pixel alike.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def entropy_max_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    lam: float = 0.9,
+    ood_label: int = 254,
+    void_label: int = 255,
+) -> torch.Tensor:
+    """Scalar entropy-maximization loss.
+
+    Args:
+        logits: (B, C, H, W) float network outputs (before softmax).
+        target: (B, H, W) integer labels: train ids 0…C−1, ``ood_label`` for OoD-proxy pixels, ``void_label``
+            for ignored pixels.
+        lam: λ in [0, 1], the weight of the OoD term (the paper uses 0.9).
+        ood_label: label of OoD-proxy pixels.
+        void_label: label of ignored pixels.
+
+    Returns:
+        0-dim tensor; 0 (still attached to ``logits``) when every pixel is void.
+
+    Raises:
+        ValueError: wrong shapes or dtypes, λ outside [0, 1], equal OoD and void labels, or labels that are
+            neither a class, ``ood_label`` nor ``void_label``.
+    """
+    if logits.ndim != 4:
+        raise ValueError(f"logits must have shape (B, C, H, W), got {tuple(logits.shape)}")
+    if target.shape != (logits.shape[0], *logits.shape[2:]):
+        raise ValueError(f"target must have shape {(logits.shape[0], *logits.shape[2:])}, got {tuple(target.shape)}")
+    if not logits.is_floating_point():
+        raise ValueError(f"logits must be floating point, got {logits.dtype}")
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise ValueError(f"target must hold integer labels, got {target.dtype}")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must lie in [0, 1], got {lam}")
+    if ood_label == void_label:
+        raise ValueError(f"ood_label and void_label must differ, both are {ood_label}")
+    n_classes = logits.shape[1]
+    target = target.long()
+    is_ood = target == ood_label
+    is_void = target == void_label
+    is_in = ~(is_ood | is_void)
+    bad = is_in & ((target < 0) | (target >= n_classes))
+    if bool(bad.any()):
+        values = torch.unique(target[bad])[:5].tolist()
+        raise ValueError(
+            f"target holds labels {values} that are neither a class in [0, {n_classes}), ood_label {ood_label} "
+            f"nor void_label {void_label}"
+        )
+    n_valid = (~is_void).sum()
+    if int(n_valid) == 0:
+        return logits.sum() * 0.0
+    log_p = F.log_softmax(logits, dim=1)
+    in_ce = F.nll_loss(log_p, torch.where(is_in, target, -100), ignore_index=-100, reduction="sum")
+    uniform_ce = -(log_p.mean(dim=1) * is_ood).sum()
+    return ((1.0 - lam) * in_ce + lam * uniform_ce) / n_valid
