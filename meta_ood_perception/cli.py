@@ -97,6 +97,25 @@ def cmd_lars(args: argparse.Namespace) -> None:
     LOG.info("LARS order (first 10): %s -> %s", ", ".join(result.names[:10]), args.out)
 
 
+def cmd_train_ood(args: argparse.Namespace) -> None:
+    """Entropy-maximization fine-tuning on Cityscapes + COCO-OoD from a YAML configuration."""
+    _training()
+    from meta_ood_training.datasets import CityscapesSegmentation, CocoOoD, informative_subset
+    from meta_ood_training.ood_training import OoDTrainConfig, train_ood
+
+    config = OoDTrainConfig.from_yaml(args.config)
+    if not config.cityscapes_root or not config.coco_ood_root:
+        raise CLIError(f"{args.config}: cityscapes_root and coco_ood_root must be set")
+    cityscapes = CityscapesSegmentation(config.cityscapes_root, "train")
+    coco = CocoOoD.from_folder(config.coco_ood_root)
+    entries = informative_subset(
+        coco.entries, max_fraction=config.max_ood_fraction, min_fraction=config.min_ood_fraction
+    )
+    LOG.info("training on %d Cityscapes and %d COCO-OoD images", len(cityscapes), len(entries))
+    result = train_ood(config, cityscapes, CocoOoD(coco.root, entries))
+    LOG.info("done: %s", result["checkpoint"])
+
+
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", type=Path, required=True, help="npz with X (N×F), y (N, 1 = false positive), names")
     p.add_argument("--seed", type=int, default=0, help="seed of MLP initialization and shuffling")
@@ -140,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     lars.add_argument("--standardize", choices=("train", "pooled"), default="train")
     lars.add_argument("--max-metrics", type=int, default=None, help="evaluate N = 1..this many metrics")
     lars.set_defaults(func=cmd_lars)
+
+    train_ood = sub.add_parser("train-ood", help=cmd_train_ood.__doc__)
+    train_ood.add_argument("--config", type=Path, required=True, help="YAML file with OoDTrainConfig keys")
+    train_ood.set_defaults(func=cmd_train_ood)
     return parser
 
 
@@ -153,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as err:
         LOG.error("meta-ood %s: %s", args.command, err)
         return 2
-    except ValueError as err:  # data / configuration errors carry their own one-line message
+    except (ValueError, FileNotFoundError) as err:  # data / configuration errors carry their own message
         LOG.error("meta-ood %s: %s", args.command, err)
         return 2
     return 0
