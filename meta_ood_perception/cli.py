@@ -116,6 +116,29 @@ def cmd_train_ood(args: argparse.Namespace) -> None:
     LOG.info("done: %s", result["checkpoint"])
 
 
+def cmd_extract_metrics(args: argparse.Namespace) -> None:
+    """Run a model over an OoD test set and write the component-metric table (F.npz) for meta-cv."""
+    _training()
+    from meta_ood_perception.models import build_model, load_checkpoint
+    from meta_ood_training.datasets import FishyscapesStatic, LostAndFound
+    from meta_ood_training.meta_extract import extract, model_frames
+
+    dataset = LostAndFound(args.root, args.split or "test") if args.dataset == "lostandfound" else (
+        FishyscapesStatic(args.root, args.split or "Static")
+    )  # fmt: skip
+    model = build_model(args.model, args.num_classes)
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint)
+    else:
+        LOG.warning("no --checkpoint: the model has random weights")
+    data = extract(model_frames(model, dataset, device=args.device, limit=args.frames), threshold=args.threshold)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    data.save(args.out)
+    LOG.info("%d components from %d frames (%.1f %% false positives) -> %s", data.n,
+             len(set(data.group.tolist())) if data.group is not None else 0, 100 * data.y.mean() if data.n else 0,
+             args.out)  # fmt: skip
+
+
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", type=Path, required=True, help="npz with X (N×F), y (N, 1 = false positive), names")
     p.add_argument("--seed", type=int, default=0, help="seed of MLP initialization and shuffling")
@@ -163,6 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
     train_ood = sub.add_parser("train-ood", help=cmd_train_ood.__doc__)
     train_ood.add_argument("--config", type=Path, required=True, help="YAML file with OoDTrainConfig keys")
     train_ood.set_defaults(func=cmd_train_ood)
+
+    ext = sub.add_parser("extract-metrics", help=cmd_extract_metrics.__doc__)
+    ext.add_argument("--dataset", choices=("lostandfound", "fishyscapes"), required=True)
+    ext.add_argument("--root", type=Path, required=True, help="dataset root folder")
+    ext.add_argument("--split", default=None, help="dataset split (LostAndFound: test; Fishyscapes: Static)")
+    ext.add_argument("--model", default="deeplabv3plus_wrn38", help="model name for build_model")
+    ext.add_argument("--num-classes", type=int, default=19)
+    ext.add_argument("--checkpoint", type=Path, default=None, help="model weights (published format or state dict)")
+    ext.add_argument("--threshold", type=float, default=0.7, help="anomaly threshold t of the OoD mask")
+    ext.add_argument("--frames", type=int, default=None, help="use only the first N frames")
+    ext.add_argument("--device", default="cpu")
+    ext.add_argument("--out", type=Path, required=True, help="features file to write (.npz)")
+    ext.set_defaults(func=cmd_extract_metrics)
     return parser
 
 

@@ -57,3 +57,38 @@ def test_report_counts_false_negatives_before_and_after_removal():
     assert removal["false_negatives_before"] == 0
     assert 0 <= removal["false_negatives_after"] <= 12
     assert removal["false_negatives_after"] == removal["true_detections_lost"]  # one hit per object here
+
+
+def test_cli_extract_metrics_from_a_model_over_fishyscapes(tmp_path, caplog):
+    import torch
+    from PIL import Image
+
+    from meta_ood_perception.cli import main
+    from meta_ood_perception.models import build_model
+
+    folder = tmp_path / "fs" / "Static"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)).save(folder / f"{i:04d}.jpg")
+        label = np.zeros((32, 48), np.uint8)
+        label[10:20, 10:20] = 1
+        label[-2:] = 255
+        Image.fromarray(label).save(folder / f"{i:04d}.png")
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus_light", 19)
+    with torch.no_grad():
+        model.final[-1].weight.zero_()
+        model.final[-1].bias.zero_()  # uniform softmax: every valid pixel is an OoD candidate
+    torch.save(model.state_dict(), tmp_path / "light.pt")
+    out = tmp_path / "F.npz"
+    args = ["extract-metrics", "--dataset", "fishyscapes", "--root", str(tmp_path / "fs"), "--model",
+            "deeplabv3plus_light", "--out", str(out)]  # fmt: skip
+    assert main([*args, "--checkpoint", str(tmp_path / "light.pt")]) == 0
+    data = load_features(out)
+    assert data.n == 2 and data.group.tolist() == [0, 1]
+    assert data.y.tolist() == [0, 0]  # one component per frame, covering the object
+    assert data.objects.n_objects == 2
+    torch.save(build_model("deeplabv3plus_light", 19, width=8).state_dict(), tmp_path / "narrow.pt")
+    assert main([*args, "--checkpoint", str(tmp_path / "narrow.pt")]) == 2
+    assert "mis-shaped key(s)" in caplog.text

@@ -73,3 +73,31 @@ def extract(
         np.concatenate(groups) if groups else np.zeros(0, np.int64),
         overlaps,
     )
+
+
+def model_frames(
+    model: Any,
+    dataset: Any,
+    *,
+    device: str = "cpu",
+    limit: int | None = None,
+) -> Iterable[Frame]:
+    """Run a segmentation ``model`` (torch, logits at input size) over ``dataset`` items ``(RGB uint8, target)``.
+
+    Yields :class:`Frame` with float32 softmax probabilities and the dataset's target (0 / 1 / 255); the input is
+    normalized with the ImageNet statistics the models are trained with.
+    """
+    import torch
+
+    from meta_ood_perception.models import MEAN_RGB, STD_RGB
+
+    mean = torch.tensor(MEAN_RGB, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD_RGB, device=device).view(1, 3, 1, 1)
+    model = model.to(device).eval()
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    with torch.no_grad():
+        for index in range(count):
+            image, target = dataset[index]
+            x = torch.from_numpy(np.array(image, dtype=np.uint8)).to(device).permute(2, 0, 1)[None].float() / 255.0
+            probs = torch.softmax(model((x - mean) / std), dim=1)[0]
+            yield Frame(probs.float().cpu().numpy(), target)
