@@ -32,7 +32,12 @@ def _training() -> Any:
 
 
 def _mlp_config(args: argparse.Namespace) -> Any:
+    import torch
+
     from meta_ood_training.meta_models import MLPConfig
+
+    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu)")
 
     return MLPConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device)
 

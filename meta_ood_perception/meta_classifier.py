@@ -111,8 +111,8 @@ class MetaClassifier:
 
     def save(self, path: str | Path) -> Path:
         """Write ``<path>.json`` and ``<path>.npz`` (``path`` with or without ``.json``); returns the JSON path."""
-        json_path = Path(path).with_suffix(".json")
-        npz_path = json_path.with_suffix(".npz")
+        json_path = _json_path(path)
+        npz_path = json_path.with_name(json_path.name.removesuffix(".json") + ".npz")
         arrays = {"mean": self.mean, "scale": self.scale}
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             arrays[f"weight{i}"] = w
@@ -181,7 +181,7 @@ def load_meta_classifier(path: str | Path, expected_names: Sequence[str] | None 
         MetaClassifierError: missing or unreadable files, another schema version, unknown kind, checksum or
             shape mismatch, non-finite weights, or feature names that differ from ``expected_names``.
     """
-    json_path = Path(path).with_suffix(".json")
+    json_path = _json_path(path)
     try:
         header = json.loads(json_path.read_text())
     except FileNotFoundError:
@@ -266,6 +266,16 @@ def _name_mismatch(model: tuple[str, ...], given: tuple[str, ...], what: str) ->
         return f"{what}: {len(given)} feature names, the model expects {len(model)}"
     i = next(i for i, (a, b) in enumerate(zip(model, given, strict=True)) if a != b)
     return f"{what}: feature {i} is {given[i]!r}, the model expects {model[i]!r} (names or order differ)"
+
+
+def _json_path(path: str | Path) -> Path:
+    """``x.json`` for ``x``, ``x.json`` or ``x.npz``; other suffixes are kept (``m.v1`` → ``m.v1.json``)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return path
+    if path.suffix == ".npz":
+        return path.with_suffix(".json")
+    return path.with_name(path.name + ".json")
 
 
 def _sigmoid(x: FloatArray) -> FloatArray:

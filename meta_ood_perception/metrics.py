@@ -183,7 +183,10 @@ def _probs_array(probs: Any) -> npt.NDArray[np.float32]:
 
 def _to_numpy(x: Any) -> Any:
     if type(x).__module__.split(".")[0] == "torch":
-        return x.detach().cpu().numpy()
+        x = x.detach()
+        if x.is_floating_point() and str(x.dtype) not in ("torch.float32", "torch.float64"):
+            x = x.float()  # bfloat16 has no numpy counterpart
+        return x.cpu().numpy()
     return x
 
 
@@ -384,7 +387,10 @@ def component_metrics(
     iou = iou0 = None
     if gt_arr is not None:
         sizes = totals[:, _kernels.ACC_N_IN] + totals[:, _kernels.ACC_N_BD]
-        iou, inter = _adjusted_iou(np.abs(marked), count, sizes, gt_arr == ood_label)
+        truth = gt_arr == ood_label
+        if region is not None:
+            truth &= region  # outside the valid region nothing is ground-truth OoD, as for void
+        iou, inter = _adjusted_iou(np.abs(marked), count, sizes, truth)
         iou0 = (inter == 0).astype(np.float64)
         clock.lap("iou")
     return ComponentMetrics(feature_names(n_classes), features, marked, iou, iou0)

@@ -78,3 +78,22 @@ def test_custom_labels_and_errors():
         PixelMetricsAccumulator(ood_label=1, in_label=1)
     with pytest.raises(ValueError, match="mode must be"):
         pixel_metrics(scores, labels - 1, mode="binned")
+
+
+def test_streaming_merges_in_batches_and_keeps_float32_keys(monkeypatch):
+    import meta_ood_training.evaluation as ev
+
+    rng = np.random.default_rng(5)
+    acc = ev.PixelMetricsAccumulator()
+    frames = []
+    for _ in range(6):
+        labels = rng.integers(0, 2, (50, 60))
+        scores = rng.random((50, 60), dtype=np.float32)
+        frames.append((scores, labels))
+        acc.update(scores, labels)
+    assert acc._values.size == 0 and len(acc._pending) == 12  # nothing re-sorted yet
+    result = acc.compute()
+    assert acc._values.dtype == np.float32
+    s = np.concatenate([f[0].ravel() for f in frames])
+    y = np.concatenate([f[1].ravel() for f in frames])
+    assert result["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)

@@ -69,3 +69,16 @@ def test_custom_labels_and_matches_cross_entropy_without_ood():
 def test_bad_input(logits, target, kwargs, match):
     with pytest.raises(ValueError, match=match):
         entropy_max_loss(logits, target, **kwargs)
+
+
+def test_nan_logits_on_void_pixels_do_not_reach_the_loss():
+    logits = torch.randn(1, 3, 2, 2, requires_grad=True)
+    target = torch.tensor([[[0, 1], [255, 254]]])
+    poisoned = logits.detach().clone()
+    poisoned[0, :, 1, 0] = float("nan")
+    poisoned.requires_grad_(True)
+    loss = entropy_max_loss(poisoned, target)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(poisoned.grad).all()
+    assert loss.item() == pytest.approx(entropy_max_loss(logits, target).item())

@@ -130,3 +130,10 @@ def test_invalid_models_rejected(kwargs, match):
     args = {"mean": [0, 0], "scale": [1, 1], "coef": [1, 2], "intercept": 0.0} | kwargs
     with pytest.raises(mc.MetaClassifierError, match=match):
         mc.logistic(["a", "b"], **args)
+
+
+def test_artifact_names_keep_their_dots(tmp_path):
+    model = mc.logistic(["a"], mean=[0], scale=[1], coef=[1.0], intercept=0.0)
+    path = model.save(tmp_path / "lr.v1")
+    assert path.name == "lr.v1.json" and (tmp_path / "lr.v1.npz").is_file()
+    assert mc.load_meta_classifier(tmp_path / "lr.v1").kind == "logistic"

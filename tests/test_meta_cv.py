@@ -132,3 +132,37 @@ def test_folds_are_trained_in_chunks_when_many(monkeypatch):
     result = cross_validate(data, CVConfig("mlp", "loo", mlp=MLPConfig(epochs=30, batch_size=8, lr=1e-2)))
     assert np.isfinite(result.proba).all()
     assert result.auroc > 0.8  # the first metric decides y up to noise
+
+
+def test_single_class_training_folds_predict_the_prior():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 3))
+    y = np.zeros(12, np.int64)
+    y[4] = 1  # leave-one-out: the fold holding it out trains on negatives only
+    result = cross_validate(MetaDataset(X, y, NAMES), CVConfig("lr", "loo", standardize="pooled"))
+    assert result.proba[4] == 0.0
+    assert result.report()["single_class_folds"] == 1
+
+
+def test_feature_files_with_float_bool_or_bytes(tmp_path):
+    X = np.zeros((4, 3))
+    np.savez(tmp_path / "a.npz", X=X, y=np.array([0.0, 1.0, 1.0, 0.0]), names=np.array([b"a", b"b", b"c"]))
+    data = load_features(tmp_path / "a.npz")
+    assert data.names == NAMES and data.y.tolist() == [0, 1, 1, 0]
+    np.savez(tmp_path / "b.npz", X=X, y=np.array([True, False, True, False]), names=np.array(NAMES))
+    assert load_features(tmp_path / "b.npz").y.tolist() == [1, 0, 1, 0]
+    np.savez(tmp_path / "c.npz", X=X, y=np.array([0.2, 0.9, 1.0, 0.0]), names=np.array(NAMES))
+    with pytest.raises(MetaDataError, match=r"y must hold 0/1 targets \(1 = false positive\), found \[0.0, 0.2"):
+        load_features(tmp_path / "c.npz")
+
+
+def test_cli_cuda_without_cuda_is_one_line(tmp_path, caplog):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    _data().save(tmp_path / "F.npz")
+    args = ["meta-cv", "--features", str(tmp_path / "F.npz"), "--classifier", "mlp", "--device", "cuda",
+            "--report", str(tmp_path / "r.json")]  # fmt: skip
+    assert main(args) == 2
+    assert "CUDA is not available" in caplog.text

@@ -242,3 +242,22 @@ def test_ground_truth_side_without_objects_and_with_a_missed_object():
     assert missed["label_class"].tolist() == [7.0]
     assert missed["S"].tolist() == [9.0]
     assert missed["S_in"].tolist() == [1.0]
+
+
+def test_iou_ignores_ground_truth_outside_the_valid_region():
+    probs = np.full((2, 1, 3), 0.5, np.float32)
+    mask = np.array([[1, 0, 0]], np.uint8)
+    with_valid = component_metrics(probs, mask, np.array([[1, 1, 1]], np.uint8), valid=np.array([[1, 1, 0]]))
+    with_void = component_metrics(probs, mask, np.array([[1, 1, 255]], np.uint8))
+    np.testing.assert_array_equal(with_valid.iou, with_void.iou)
+    assert with_valid.iou.tolist() == [0.5]
+
+
+def test_bfloat16_and_float16_torch_inputs():
+    rng = np.random.default_rng(0)
+    probs = torch.from_numpy(random_probs(rng, 4, 6, 7, temperature=3.0))
+    mask = np.ones((6, 7), bool)
+    for dtype in (torch.bfloat16, torch.float16):
+        result = component_metrics(probs.to(dtype), mask, sum_tolerance=2e-2)
+        assert len(result) == 1
+        assert result.column("S")[0] == 42

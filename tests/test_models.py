@@ -121,3 +121,13 @@ def test_light_models():
         build_model("deeplabv3plus_light", depth=3)
     with pytest.raises(ValueError, match="num_classes must be at least 2"):
         build_model("deeplabv3plus_light", 1)
+
+
+def test_published_snapshot_with_numpy_metadata_loads(tmp_path):
+    import numpy as np
+
+    model = build_model("deeplabv3plus_light", 19, width=8)
+    snapshot = {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
+                "epoch": 3, "mean_iu": np.float64(0.81), "command": "train.py --arch deepv3"}  # fmt: skip
+    torch.save(snapshot, tmp_path / "snapshot.pth")
+    load_checkpoint(build_model("deeplabv3plus_light", 19, width=8), tmp_path / "snapshot.pth")

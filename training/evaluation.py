@@ -17,7 +17,7 @@ Two modes:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -37,12 +37,16 @@ class PixelMetricsAccumulator:
 
     def reset(self) -> None:
         """Forget every frame."""
-        self._values = np.zeros(0, dtype=np.float64)
+        self._values = np.zeros(0, dtype=np.float32)
         self._counts = np.zeros((0, 2), dtype=np.int64)  # columns: in, out
+        self._pending: list[tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.int64]]] = []
+        self._pending_size = 0
         self._hist = np.zeros((2, REFERENCE_BINS), dtype=np.int64)
 
     def update(self, scores: npt.ArrayLike, labels: npt.ArrayLike) -> None:
         """Add one frame: (H, W) float scores (higher = more anomalous) and (H, W) integer labels.
+
+        Scores are kept at their own precision (float32 scores as float32 keys): nothing is rounded.
 
         Raises:
             ValueError: shapes that differ, non-finite scores on labelled pixels.
@@ -51,22 +55,32 @@ class PixelMetricsAccumulator:
         lab = np.asarray(labels)
         if s.shape != lab.shape:
             raise ValueError(f"scores {s.shape} and labels {lab.shape} must have the same shape")
-        frame_values, frame_counts = [], []
+        if not np.issubdtype(s.dtype, np.floating):
+            s = s.astype(np.float64)
         for column, label in enumerate((self.in_label, self.ood_label)):
-            v = s[lab == label].astype(np.float64).ravel()
+            v = s[lab == label].ravel()
             if v.size and not np.isfinite(v).all():
                 raise ValueError(f"scores hold NaN or inf on {int((~np.isfinite(v)).sum())} labelled pixel(s)")
             self._hist[column] += np.histogram(v, bins=REFERENCE_BINS, range=(0.0, 1.0))[0]
             uniq, cnt = np.unique(v, return_counts=True)
             counts = np.zeros((len(uniq), 2), dtype=np.int64)
             counts[:, column] = cnt
-            frame_values.append(uniq)
-            frame_counts.append(counts)
-        values = np.concatenate([self._values, *frame_values])
-        counts = np.concatenate([self._counts, *frame_counts])
+            self._pending.append((uniq, counts))
+            self._pending_size += len(uniq)
+        # Merge in batches: re-sorting everything after every frame would cost O(total) per frame.
+        if self._pending_size > max(4_000_000, len(self._values)):
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        values = np.concatenate([self._values, *(v for v, _ in self._pending)])
+        counts = np.concatenate([self._counts, *(c for _, c in self._pending)])
         self._values, inverse = np.unique(values, return_inverse=True)
-        self._counts = np.zeros((len(self._values), 2), dtype=np.int64)
-        np.add.at(self._counts, inverse.reshape(-1), counts)
+        merged = np.zeros((len(self._values), 2), dtype=np.int64)
+        np.add.at(merged, inverse.reshape(-1), counts)
+        self._counts = merged
+        self._pending, self._pending_size = [], 0
 
     def compute(self, mode: Mode = "exact") -> dict[str, float]:
         """{"auroc", "fpr95", "auprc"} over all frames so far.
@@ -74,6 +88,7 @@ class PixelMetricsAccumulator:
         Raises:
             ValueError: no in-distribution or no OoD pixel seen, or an unknown mode.
         """
+        self._merge()
         n_in, n_out = self._counts.sum(axis=0) if len(self._counts) else (0, 0)
         if n_in == 0 or n_out == 0:
             raise ValueError(f"pixel metrics need both classes: {n_in} in-distribution and {n_out} OoD pixels")

@@ -69,7 +69,8 @@ def entropy_max_loss(
     n_valid = (~is_void).sum()
     if int(n_valid) == 0:
         return logits.sum() * 0.0
-    log_p = F.log_softmax(logits, dim=1)
+    # Void pixels must not reach the loss at all, not even as NaN or inf logits.
+    log_p = F.log_softmax(logits.masked_fill(is_void.unsqueeze(1), 0.0), dim=1)
     in_ce = F.nll_loss(log_p, torch.where(is_in, target, -100), ignore_index=-100, reduction="sum")
     uniform_ce = -(log_p.mean(dim=1) * is_ood).sum()
     return ((1.0 - lam) * in_ce + lam * uniform_ce) / n_valid

@@ -6,6 +6,7 @@ component included); ``train`` fits them on each fold's training rows only.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 from .meta_data import MetaDataError, MetaDataset, ObjectOverlaps
 from .meta_models import STD_EPS, LogisticConfig, MLPConfig, fit_logistic, standardization, train_stacked_mlps
 
+LOG = logging.getLogger(__name__)
 Classifier = Literal["lr", "mlp"]
 CVScheme = Literal["loo", "group-kfold"]
 Standardize = Literal["train", "pooled"]
@@ -68,6 +70,7 @@ class CVResult:
     wall_s: float
     config: CVConfig
     objects: ObjectOverlaps | None = None
+    single_class_folds: int = 0
 
     def report(self) -> dict[str, Any]:
         """JSON-serializable summary: auroc, auprc, accuracy, n, n_parameters, wall_s, removal counts, config."""
@@ -81,6 +84,7 @@ class CVResult:
             "positive_ratio": float(self.y.mean()),
             "n_parameters": self.n_parameters,
             "wall_s": self.wall_s,
+            "single_class_folds": self.single_class_folds,
             "removal_at_0.5": {
                 "false_positives_before": int(self.y.sum()),
                 "false_positives_remaining": int((self.y[kept] == 1).sum()),
@@ -131,8 +135,15 @@ def cross_validate(data: MetaDataset, config: CVConfig, *, progress: bool = Fals
     folds = splits(data, config)
     means, scales = _fold_standardization(data.X, folds, config.standardize)
     proba = np.empty(data.n)
+    degenerate = 0
     if config.classifier == "lr":
         for k, (train, test) in enumerate(tqdm(folds, desc="LR folds", disable=not progress, leave=False)):
+            if len(np.unique(data.y[train])) < 2:
+                # liblinear cannot fit one class (the research code would stop here): predict the training
+                # prior, which is 0 or 1, and count the fold.
+                proba[test] = float(data.y[train].mean())
+                degenerate += 1
+                continue
             z = (data.X - means[k]) / scales[k]
             coef, intercept = fit_logistic(z[train], data.y[train], config.logistic)
             proba[test] = 1.0 / (1.0 + np.exp(-(z[test] @ coef + intercept)))
@@ -142,7 +153,9 @@ def cross_validate(data: MetaDataset, config: CVConfig, *, progress: bool = Fals
         n_parameters = config.mlp.n_parameters(data.X.shape[1])
     wall = time.perf_counter() - start
     auroc, auprc, accuracy = scores(data.y, proba)
-    return CVResult(proba, data.y, auroc, auprc, accuracy, n_parameters, wall, config, data.objects)
+    if degenerate:
+        LOG.warning("%d fold(s) had a single class in their training rows; they predict that class", degenerate)
+    return CVResult(proba, data.y, auroc, auprc, accuracy, n_parameters, wall, config, data.objects, degenerate)
 
 
 def scores(y: npt.NDArray[np.int64], proba: FloatArray) -> tuple[float, float, float]:

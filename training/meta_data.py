@@ -143,11 +143,16 @@ def load_features(path: str | Path) -> MetaDataset:
                 for k in ("object_group", "pair_component", "pair_object")
             ),
         )
+    raw_y = np.asarray(arrays["y"]).reshape(-1)
+    if raw_y.dtype.kind not in "biuf" or not np.isin(raw_y, (0, 1)).all():
+        shown = np.unique(raw_y)[:5].tolist() if raw_y.dtype.kind in "biuf" else raw_y.dtype
+        raise MetaDataError(f"{path}: y must hold 0/1 targets (1 = false positive), found {shown}")
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(arrays["names"]).reshape(-1).tolist()]
     try:
         return MetaDataset(
             X=np.asarray(arrays["X"], dtype=np.float64),
-            y=np.asarray(arrays["y"]).astype(np.int64).reshape(-1),
-            names=tuple(str(n) for n in np.asarray(arrays["names"]).reshape(-1)),
+            y=raw_y.astype(np.int64),
+            names=tuple(names),
             group=group,
             objects=objects,
         )

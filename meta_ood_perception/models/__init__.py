@@ -95,6 +95,23 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
         raise CheckpointError("checkpoint does not fit the model: " + "; ".join(problems))
 
 
+def _numpy_scalar_globals() -> list[Any]:
+    """List the numpy objects that plain metadata (e.g. ``mean_iu = np.float64(...)``) pickles: scalars and dtypes."""
+    import numpy as np
+
+    allowed: list[Any] = [np.dtype]
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            allowed.append(__import__(module, fromlist=["scalar"]).scalar)
+            break
+        except (ImportError, AttributeError):
+            continue
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        allowed += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith("DType")]
+    return allowed
+
+
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     """Load weights strictly into ``model`` (in place) and return it.
 
@@ -106,7 +123,9 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        # NVIDIA's snapshots (the published DeepWV3Plus baseline) also store numpy scalars such as mean_iu.
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or unsafe files
         raise CheckpointError(f"cannot load checkpoint {path}: {type(err).__name__}: {err}") from err
     state_dict = extract_state_dict(checkpoint)
