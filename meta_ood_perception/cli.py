@@ -144,6 +144,30 @@ def cmd_extract_metrics(args: argparse.Namespace) -> None:
              args.out)  # fmt: skip
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Evaluate a bundle on an OoD test set: pixel metrics, SMIYC component metrics, meta classification."""
+    _training()
+    from meta_ood_perception.bundle import load_bundle
+    from meta_ood_training.datasets import FishyscapesStatic, LostAndFound
+    from meta_ood_training.evaluate_bundle import evaluate_bundle, write_report
+
+    if args.dataset == "synthetic":
+        raise CLIError("the synthetic dataset arrives with the synthetic-world issue; use lostandfound or fishyscapes")
+    if args.root is None:
+        raise CLIError(f"--root is required for --dataset {args.dataset}")
+    bundle = load_bundle(args.bundle)
+    dataset = LostAndFound(args.root) if args.dataset == "lostandfound" else FishyscapesStatic(args.root)
+    report = evaluate_bundle(
+        bundle, dataset, frames=args.frames, device=args.device, min_pred_size=args.min_pred_size,
+        min_gt_size=args.min_gt_size, plots_dir=args.plots,
+    )  # fmt: skip
+    report["bundle"], report["dataset"] = str(args.bundle), args.dataset
+    write_report(report, args.report)
+    pix = report["pixel"]
+    LOG.info("pixel AUROC %.4f FPR95 %.4f AUPRC %.4f; components mean F1 %.4f -> %s", pix["auroc"], pix["fpr95"],
+             pix["auprc"], report["components"]["mean_F1"], args.report)  # fmt: skip
+
+
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", type=Path, required=True, help="npz with X (N×F), y (N, 1 = false positive), names")
     p.add_argument("--seed", type=int, default=0, help="seed of MLP initialization and shuffling")
@@ -204,6 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--device", default="cpu")
     ext.add_argument("--out", type=Path, required=True, help="features file to write (.npz)")
     ext.set_defaults(func=cmd_extract_metrics)
+
+    ev = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
+    ev.add_argument("--bundle", required=True, help="bundle directory, or 'default'")
+    ev.add_argument("--dataset", choices=("lostandfound", "fishyscapes", "synthetic"), required=True)
+    ev.add_argument("--root", type=Path, default=None, help="dataset root (real datasets)")
+    ev.add_argument("--frames", type=int, default=None, help="evaluate only the first N frames")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--min-pred-size", type=int, default=50, help="SMIYC: smallest predicted component (px)")
+    ev.add_argument("--min-gt-size", type=int, default=10, help="SMIYC: smallest ground-truth component (px)")
+    ev.add_argument("--report", type=Path, required=True, help="JSON report to write")
+    ev.add_argument("--plots", type=Path, default=None, help="folder for the meta classifier's ROC / PR plots")
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -1,0 +1,237 @@
+"""Model bundles: one directory with the network, its pre-processing, the threshold and the meta classifier.
+
+Layout (``bundle.json`` names every other file; all paths are relative and must stay inside the directory)::
+
+    bundle.json                  manifest: schema version, model architecture, class names, input size,
+                                 mean/std, threshold t, feature names, code version, SHA-256 of every file
+    model.safetensors            the network's state dict (torch backend)
+    meta_classifier.json / .npz  the meta classifier (see meta_ood_perception.meta_classifier)
+
+``load_bundle(path)`` validates everything before use and names the first problem; nothing is unpickled.
+``load_bundle("default")`` is the embedded default bundle shipped in the wheel (meta_ood_perception/data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .meta_classifier import MetaClassifier, MetaClassifierError, load_meta_classifier
+from .metrics import feature_names
+
+SCHEMA_VERSION = 1
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "data" / "default_bundle"
+MANIFEST = "bundle.json"
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used, with the file or field at fault."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated bundle.
+
+    Attributes:
+        root: the bundle directory.
+        manifest: the parsed ``bundle.json``.
+        meta_classifier: the loaded meta classifier (its feature names equal :attr:`feature_names`).
+    """
+
+    root: Path
+    manifest: dict[str, Any]
+    meta_classifier: MetaClassifier
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the C output classes, in output order."""
+        return list(self.manifest["class_names"])
+
+    @property
+    def num_classes(self) -> int:
+        """C."""
+        return len(self.manifest["class_names"])
+
+    @property
+    def threshold(self) -> float:
+        """Anomaly threshold t of the OoD mask."""
+        return float(self.manifest["threshold"])
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) the network is run at, in pixels."""
+        size = self.manifest["input"]
+        return int(size["height"]), int(size["width"])
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        """RGB mean subtracted from [0, 1] pixel values."""
+        m = self.manifest["input"]["mean"]
+        return float(m[0]), float(m[1]), float(m[2])
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        """RGB standard deviation the centred values are divided by."""
+        s = self.manifest["input"]["std"]
+        return float(s[0]), float(s[1]), float(s[2])
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Component-metric names in the meta classifier's column order."""
+        return list(self.manifest["feature_names"])
+
+    def file(self, role: str) -> Path:
+        """Path of the model file for ``role`` (e.g. ``"torch"``); raises :class:`BundleError` if absent."""
+        files = self.manifest["model"]["files"]
+        if role not in files:
+            raise BundleError(f"{self.root / MANIFEST}: no model file for {role!r} (has {sorted(files)})")
+        return self.root / str(files[role])
+
+    def build_torch_model(self) -> Any:
+        """The network as a torch module in eval mode, weights from ``model.safetensors`` (needs torch)."""
+        from safetensors.torch import load_file
+
+        from .models import build_model, check_state_dict
+
+        model_info = self.manifest["model"]
+        model = build_model(model_info["architecture"], self.num_classes, **model_info.get("options", {}))
+        state = load_file(str(self.file("torch")))
+        check_state_dict(model, state)
+        model.load_state_dict(state, strict=True)
+        return model.eval()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _inside(root: Path, name: str, field: str) -> Path:
+    path = (root / name).resolve()
+    if root.resolve() not in path.parents:
+        raise BundleError(f"{root / MANIFEST}: {field} {name!r} points outside the bundle directory")
+    return path
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load and validate a bundle directory, or the embedded default with ``"default"``.
+
+    Raises:
+        BundleError: missing directory or file, unreadable manifest, other schema version, missing field, bad
+            value, path escaping the directory, checksum mismatch, or a meta classifier whose feature names
+            differ from the manifest's.
+    """
+    root = DEFAULT_BUNDLE if str(path) == "default" else Path(path)
+    manifest_path = root / MANIFEST
+    if not root.is_dir():
+        hint = " (the default bundle is built by `meta-ood build-default-bundle`)" if str(path) == "default" else ""
+        raise BundleError(f"bundle directory not found: {root}{hint}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise BundleError(f"bundle manifest not found: {manifest_path}") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise BundleError(f"cannot read bundle manifest {manifest_path}: {err}") from err
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{manifest_path}: expected a JSON object")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise BundleError(
+            f"{manifest_path}: schema_version {manifest.get('schema_version')!r}, this code reads {SCHEMA_VERSION}"
+        )
+    for key in ("model", "class_names", "input", "threshold", "meta_classifier", "feature_names", "checksums"):
+        if key not in manifest:
+            raise BundleError(f"{manifest_path}: missing field {key!r}")
+    model = manifest["model"]
+    if not isinstance(model, dict) or "architecture" not in model or not isinstance(model.get("files"), dict):
+        raise BundleError(f"{manifest_path}: 'model' needs 'architecture' and a 'files' mapping")
+    names = manifest["class_names"]
+    if not isinstance(names, list) or len(names) < 2:
+        raise BundleError(f"{manifest_path}: class_names must list at least 2 classes")
+    inp = manifest["input"]
+    try:
+        ok = int(inp["height"]) > 0 and int(inp["width"]) > 0 and len(inp["mean"]) == 3 and len(inp["std"]) == 3
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok or min(float(s) for s in inp["std"]) <= 0:
+        raise BundleError(f"{manifest_path}: input needs positive height/width and 3-value mean and std, got {inp}")
+    threshold = manifest["threshold"]
+    if not isinstance(threshold, int | float) or not 0.0 <= float(threshold) <= 1.0:
+        raise BundleError(f"{manifest_path}: threshold must lie in [0, 1], got {threshold!r}")
+    expected_features = feature_names(len(names))
+    if manifest["feature_names"] != expected_features:
+        raise BundleError(
+            f"{manifest_path}: feature_names differ from the {len(expected_features)} component metrics of "
+            f"{len(names)} classes"
+        )
+    checksums = manifest["checksums"]
+    for name, digest in checksums.items():
+        file = _inside(root, name, "checksummed file")
+        if not file.is_file():
+            raise BundleError(f"{manifest_path}: file missing: {file}")
+        if _sha256(file) != digest:
+            raise BundleError(f"{file}: SHA-256 does not match {manifest_path} (changed or corrupt)")
+    for role, name in model["files"].items():
+        file = _inside(root, name, f"model file {role!r}")
+        if not file.is_file():
+            raise BundleError(f"{manifest_path}: model file for {role!r} missing: {file}")
+        if name not in checksums:
+            raise BundleError(f"{manifest_path}: model file {name!r} has no checksum")
+    meta_path = _inside(root, str(manifest["meta_classifier"]), "meta_classifier")
+    try:
+        meta = load_meta_classifier(meta_path, expected_names=expected_features)
+    except MetaClassifierError as err:
+        raise BundleError(f"{manifest_path}: meta classifier: {err}") from err
+    return Bundle(root, manifest, meta)
+
+
+def write_bundle(
+    out_dir: str | Path,
+    *,
+    model: Any,
+    architecture: str,
+    class_names: list[str],
+    input_size: tuple[int, int],
+    meta_classifier: MetaClassifier,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    threshold: float = 0.7,
+    model_options: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Bundle:
+    """Write a bundle (torch state dict as safetensors, meta classifier, manifest) and return it loaded."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"))
+    meta_json = meta_classifier.save(out / "meta_classifier.json")
+    files = ["model.safetensors", meta_json.name, meta_json.name.removesuffix(".json") + ".npz"]
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "code_version": __version__,
+        "model": {
+            "architecture": architecture,
+            "options": dict(model_options or {}),
+            "files": {"torch": "model.safetensors"},
+        },
+        "class_names": list(class_names),
+        "input": {
+            "height": int(input_size[0]),
+            "width": int(input_size[1]),
+            "mean": list(mean),
+            "std": list(std),
+            "channel_order": "RGB",
+            "scale": "pixel / 255",
+        },
+        "threshold": float(threshold),
+        "meta_classifier": meta_json.name,
+        "feature_names": list(meta_classifier.feature_names),
+        "checksums": {name: _sha256(out / name) for name in files},
+        "metadata": dict(metadata or {}),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return load_bundle(out)
