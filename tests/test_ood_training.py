@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -113,3 +114,37 @@ def test_cli_train_ood_on_fake_dataset_trees(tmp_path):
     assert (tmp_path / "run" / "last.pt").is_file()
     config.write_text(f"cityscapes_root: {tmp_path / 'nowhere'}\ncoco_ood_root: {tmp_path / 'coco_ood'}\n")
     assert main(["train-ood", "--config", str(config)]) == 2
+
+
+def test_two_processes_with_torchrun(tmp_path):
+    """DistributedDataParallel over gloo on the loopback interface, two CPU processes."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, os\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import torch\n"
+        "from pathlib import Path\n"
+        "from test_ood_training import Scenes, _config\n"
+        "from meta_ood_perception.models import build_model\n"
+        "from meta_ood_training.ood_training import train_ood\n"
+        "torch.manual_seed(0)\n"
+        "r = train_ood(_config(Path(sys.argv[1]), epochs=1), Scenes(8), Scenes(8, ood=True),\n"
+        "              model=build_model('deeplabv3plus_light', 2, width=8), progress=False)\n"
+        "print('rank', os.environ['RANK'], 'steps ok', len(r['epoch_loss']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+         f"--master_port={port}", str(script), str(tmp_path)],
+        capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "rank 0 steps ok 1" in result.stdout and "rank 1 steps ok 1" in result.stdout
+    assert (tmp_path / "run" / "last.pt").is_file()  # written by rank 0 only
