@@ -47,6 +47,7 @@ _PROXY_COLORS = ((230, 30, 200), (20, 230, 210), (250, 250, 20), (120, 20, 250),
 _HAZARD_COLORS = ((250, 20, 140), (0, 200, 255), (255, 140, 0), (180, 255, 0), (140, 0, 255), (255, 255, 255))
 
 Kind = Literal["closed", "proxy", "hazard"]
+Color = tuple[float, ...]  # RGB
 
 
 @dataclass(frozen=True)
@@ -66,21 +67,19 @@ class _Canvas:
         self.image = np.zeros((height, width, 3), np.float32)
         self.labels = np.zeros((height, width), np.uint8)
 
-    def color(self, cls: int, jitter: float = 18.0) -> tuple[float, float, float]:
+    def color(self, cls: int, jitter: float = 18.0) -> Color:
         base = np.asarray(_BASE[cls], np.float32) + self.rng.normal(0, jitter, 3)
         return tuple(float(c) for c in np.clip(base * self.light, 0, 255))  # type: ignore[return-value]
 
-    def poly(self, points: npt.ArrayLike, label: int, color: tuple[float, float, float]) -> None:
+    def poly(self, points: npt.ArrayLike, label: int, color: Color) -> None:
         pts = np.round(np.asarray(points, np.float64)).astype(np.int32).reshape(-1, 1, 2)
         cv2.fillPoly(self.image, [pts], color)
         cv2.fillPoly(self.labels, [pts], int(label))
 
-    def rect(self, x0: float, y0: float, x1: float, y1: float, label: int, color: tuple[float, float, float]) -> None:
+    def rect(self, x0: float, y0: float, x1: float, y1: float, label: int, color: Color) -> None:
         self.poly([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], label, color)
 
-    def ellipse(
-        self, cx: float, cy: float, rx: float, ry: float, label: int, color: tuple[float, float, float]
-    ) -> None:
+    def ellipse(self, cx: float, cy: float, rx: float, ry: float, label: int, color: Color) -> None:
         center, axes = (round(cx), round(cy)), (max(round(rx), 1), max(round(ry), 1))
         cv2.ellipse(self.image, center, axes, 0, 0, 360, color, -1)
         cv2.ellipse(self.labels, center, axes, 0, 0, 360, int(label), -1)
@@ -194,7 +193,7 @@ def _traffic(canvas: _Canvas, cam: Camera) -> None:
 
 def _texture(canvas: _Canvas, amount: float) -> npt.NDArray[np.uint8]:
     noise = canvas.rng.normal(0.0, amount, (canvas.h // 2 + 1, canvas.w // 2 + 1, 3)).astype(np.float32)
-    noise = cv2.resize(noise, (canvas.w, canvas.h), interpolation=cv2.INTER_LINEAR)
+    noise = np.asarray(cv2.resize(noise, (canvas.w, canvas.h), interpolation=cv2.INTER_LINEAR), np.float32)
     vignette = np.linspace(1.08, 0.92, canvas.h, dtype=np.float32)[:, None, None]
     out: npt.NDArray[np.uint8] = np.clip(canvas.image * vignette + noise, 0, 255).astype(np.uint8)
     return out
