@@ -69,7 +69,7 @@ class _Canvas:
 
     def color(self, cls: int, jitter: float = 18.0) -> Color:
         base = np.asarray(_BASE[cls], np.float32) + self.rng.normal(0, jitter, 3)
-        return tuple(float(c) for c in np.clip(base * self.light, 0, 255))  # type: ignore[return-value]
+        return tuple(float(c) for c in np.clip(base * self.light, 0, 255))
 
     def poly(self, points: npt.ArrayLike, label: int, color: Color) -> None:
         pts = np.round(np.asarray(points, np.float64)).astype(np.int32).reshape(-1, 1, 2)
