@@ -15,7 +15,7 @@ setup(
     name=PACKAGE_NAME,
     packages=runtime_packages + training_packages,
     package_dir={"meta_ood_training": "training"},
-    package_data={PACKAGE_NAME: ["py.typed"], "meta_ood_training": ["py.typed"]},
+    package_data={PACKAGE_NAME: ["py.typed", "data/default_bundle/*"], "meta_ood_training": ["py.typed"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (f"share/{PACKAGE_NAME}", ["package.xml"]),

@@ -199,9 +199,14 @@ def write_bundle(
     std: tuple[float, float, float],
     threshold: float = 0.7,
     model_options: dict[str, Any] | None = None,
+    extra_model_files: dict[str, str] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Bundle:
-    """Write a bundle (torch state dict as safetensors, meta classifier, manifest) and return it loaded."""
+    """Write a bundle (torch state dict as safetensors, meta classifier, manifest) and return it loaded.
+
+    ``extra_model_files`` names further model files already in ``out_dir`` by role (e.g. ``{"onnx": "model.onnx"}``);
+    they are checksummed like the rest.
+    """
     from safetensors.torch import save_file
 
     out = Path(out_dir)
@@ -209,14 +214,18 @@ def write_bundle(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
     meta_json = meta_classifier.save(out / "meta_classifier.json")
-    files = ["model.safetensors", meta_json.name, meta_json.name.removesuffix(".json") + ".npz"]
+    extra = dict(extra_model_files or {})
+    for role, name in extra.items():
+        if not (out / name).is_file():
+            raise BundleError(f"model file for {role!r} not found in {out}: {name}")
+    files = ["model.safetensors", meta_json.name, meta_json.name.removesuffix(".json") + ".npz", *extra.values()]
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "code_version": __version__,
         "model": {
             "architecture": architecture,
             "options": dict(model_options or {}),
-            "files": {"torch": "model.safetensors"},
+            "files": {"torch": "model.safetensors", **extra},
         },
         "class_names": list(class_names),
         "input": {

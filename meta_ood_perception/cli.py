@@ -151,12 +151,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from meta_ood_training.datasets import FishyscapesStatic, LostAndFound
     from meta_ood_training.evaluate_bundle import evaluate_bundle, write_report
 
-    if args.dataset == "synthetic":
-        raise CLIError("the synthetic dataset arrives with the synthetic-world issue; use lostandfound or fishyscapes")
-    if args.root is None:
-        raise CLIError(f"--root is required for --dataset {args.dataset}")
     bundle = load_bundle(args.bundle)
-    dataset = LostAndFound(args.root) if args.dataset == "lostandfound" else FishyscapesStatic(args.root)
+    if args.dataset == "synthetic":
+        from meta_ood_training.synthetic import SyntheticWorld
+
+        dataset: Any = SyntheticWorld("hazard", args.seed, args.frames or 100, 256, 512)
+    elif args.root is None:
+        raise CLIError(f"--root is required for --dataset {args.dataset}")
+    else:
+        dataset = LostAndFound(args.root) if args.dataset == "lostandfound" else FishyscapesStatic(args.root)
     report = evaluate_bundle(
         bundle, dataset, frames=args.frames, device=args.device, min_pred_size=args.min_pred_size,
         min_gt_size=args.min_gt_size, plots_dir=args.plots,
@@ -166,6 +169,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     pix = report["pixel"]
     LOG.info("pixel AUROC %.4f FPR95 %.4f AUPRC %.4f; components mean F1 %.4f -> %s", pix["auroc"], pix["fpr95"],
              pix["auprc"], report["components"]["mean_F1"], args.report)  # fmt: skip
+
+
+def cmd_build_default_bundle(args: argparse.Namespace) -> None:
+    """Train everything on the synthetic world and write the embedded default bundle (about 15 min on 2 cores)."""
+    _training()
+    from meta_ood_training.default_bundle import DefaultBundleConfig, build_default_bundle
+
+    config = DefaultBundleConfig()
+    if args.smoke:  # a minutes-long run at tiny scale: checks the pipeline, not the quality
+        config = DefaultBundleConfig(height=64, width=128, model_width=4, closed_steps=4, ood_steps=3, batch=4,
+                                     metric_frames=12, eval_frames=3, mlp_epochs=2)  # fmt: skip
+    from meta_ood_perception.bundle import DEFAULT_BUNDLE
+
+    build_default_bundle(args.out or DEFAULT_BUNDLE, config)
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
@@ -241,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--report", type=Path, required=True, help="JSON report to write")
     ev.add_argument("--plots", type=Path, default=None, help="folder for the meta classifier's ROC / PR plots")
     ev.set_defaults(func=cmd_evaluate)
+
+    bdb = sub.add_parser("build-default-bundle", help=cmd_build_default_bundle.__doc__)
+    bdb.add_argument("--out", default=None, type=Path, help="output folder (default: the package's default bundle)")
+    bdb.add_argument("--smoke", action="store_true", help="tiny, fast run that checks the pipeline only")
+    bdb.set_defaults(func=cmd_build_default_bundle)
     return parser
 
 
