@@ -22,11 +22,21 @@ def test_committed_default_bundle_matches_its_manifest():
 
 
 def test_smoke_build_evaluate_and_onnx_parity(tmp_path):
+    import subprocess
+    import sys
+
     import onnxruntime as ort
     import torch
 
     out = tmp_path / "bundle"
-    assert main(["build-default-bundle", "--smoke", "--out", str(out)]) == 0
+    # A fresh interpreter started outside the repository, as a user runs the command. Run inside the pytest process
+    # (or with the repository root as working directory) the oneDNN backward of the entropy-maximization step was
+    # seen to stall on this 2-core machine; the cause is not understood yet (see the issue notes).
+    build = subprocess.run(
+        [sys.executable, "-m", "meta_ood_perception.cli", "build-default-bundle", "--smoke", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-2000:]
     bundle = load_bundle(out)
     manifest = json.loads((out / "bundle.json").read_text())
     assert manifest["metadata"]["config"]["closed_steps"] == 4
