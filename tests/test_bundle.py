@@ -101,5 +101,6 @@ def test_cli_evaluate_on_fishyscapes(tmp_path, caplog):
     assert comp["gt_objects"] == 2 and comp["false_negatives_before"] == 0 and comp["false_negatives_after"] == 0
     assert report["meta"]["n"] == 2 and report["meta"]["auroc"] is None  # every component is a true detection
     assert comp["sIoU"] == pytest.approx(225 / (37 * 60))  # one component over the whole labelled region
-    assert main(["evaluate", "--bundle", str(tmp_path / "b"), "--dataset", "synthetic", "--report", "x.json"]) == 2
-    assert "synthetic dataset arrives" in caplog.text
+    missing_root = ["evaluate", "--bundle", str(tmp_path / "b"), "--dataset", "lostandfound", "--report", "x.json"]
+    assert main(missing_root) == 2
+    assert "--root is required" in caplog.text

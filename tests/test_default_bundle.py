@@ -21,33 +21,23 @@ def test_committed_default_bundle_matches_its_manifest():
     assert bundle.meta_classifier.kind == "mlp" and bundle.meta_classifier.n_parameters == 17_176
 
 
-def test_smoke_build_evaluate_and_onnx_parity(tmp_path):
-    import subprocess
-    import sys
-
+@pytest.mark.skipif(not DEFAULT_BUNDLE.exists(), reason="the default bundle has not been built in this checkout")
+def test_default_bundle_onnx_parity_and_synthetic_evaluation(tmp_path):
+    # The build itself (`meta-ood build-default-bundle --smoke`) runs as its own command in .ci/run: started from
+    # inside the pytest session it was seen to stall in oneDNN's backward pass on this 2-core machine.
     import onnxruntime as ort
     import torch
 
-    out = tmp_path / "bundle"
-    # A fresh interpreter started outside the repository, as a user runs the command. Run inside the pytest process
-    # (or with the repository root as working directory) the oneDNN backward of the entropy-maximization step was
-    # seen to stall on this 2-core machine; the cause is not understood yet (see the issue notes).
-    build = subprocess.run(
-        [sys.executable, "-m", "meta_ood_perception.cli", "build-default-bundle", "--smoke", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stderr[-2000:]
-    bundle = load_bundle(out)
-    manifest = json.loads((out / "bundle.json").read_text())
-    assert manifest["metadata"]["config"]["closed_steps"] == 4
-    assert "evaluation" in manifest["metadata"] and "timings_s" in manifest["metadata"]
+    bundle = load_bundle("default")
     model = bundle.build_torch_model()
-    x = torch.randn(1, 3, 64, 128)
+    x = torch.randn(1, 3, *bundle.input_size)
     session = ort.InferenceSession(str(bundle.file("onnx")), providers=["CPUExecutionProvider"])
     onnx_logits = session.run(None, {"image": x.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(onnx_logits, model(x).numpy(), atol=1e-4)
     report = tmp_path / "r.json"
-    args = ["evaluate", "--bundle", str(out), "--dataset", "synthetic", "--seed", "5", "--frames", "2"]
+    args = ["evaluate", "--bundle", "default", "--dataset", "synthetic", "--seed", "5", "--frames", "3"]
     assert main([*args, "--report", str(report)]) == 0
-    assert set(json.loads(report.read_text())) >= {"pixel", "components", "meta"}
+    content = json.loads(report.read_text())
+    assert set(content) >= {"pixel", "components", "meta"}
+    assert content["pixel"]["auroc"] > 0.8
