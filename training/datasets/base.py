@@ -46,3 +46,24 @@ def read_label(path: Path) -> npt.NDArray[np.uint8]:
     if arr.ndim != 2:
         raise DatasetError(f"label image {path} must have one channel, got shape {arr.shape}")
     return arr.astype(np.uint8, copy=False)
+
+
+def paired_files(
+    root: Path, split: str, label_folder: str, label_suffix: str, what: str
+) -> tuple[list[Path], list[Path]]:
+    """Images ``<root>/leftImg8bit/<split>/<sub>/*_leftImg8bit.png`` and their labels
+    ``<root>/<label_folder>/<split>/<sub>/*<label_suffix>`` (the Cityscapes layout), sorted.
+
+    Raises:
+        DatasetError: a missing folder, no images, or an image without its label file.
+    """
+    images_dir = require_dir(root / "leftImg8bit" / split, f"{what} image folder")
+    labels_dir = require_dir(root / label_folder / split, f"{what} label folder")
+    images = sorted(images_dir.glob("*/*_leftImg8bit.png"))
+    if not images:
+        raise DatasetError(f"no *_leftImg8bit.png images under {images_dir}")
+    targets = [labels_dir / p.parent.name / p.name.replace("_leftImg8bit.png", label_suffix) for p in images]
+    missing = [t for t in targets if not t.is_file()]
+    if missing:
+        raise DatasetError(f"{len(missing)} {what} label file(s) missing, first: {missing[0]}")
+    return images, targets

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from .base import VOID_LABEL, DatasetError, read_label, read_rgb, require_dir
+from .base import VOID_LABEL, paired_files, read_label, read_rgb
 
 
 def _train_id_lut() -> npt.NDArray[np.uint8]:
@@ -37,17 +37,7 @@ class CityscapesSegmentation:
 
     def __init__(self, root: str | Path, split: str = "train") -> None:
         root = Path(root)
-        images_dir = require_dir(root / "leftImg8bit" / split, "Cityscapes image folder")
-        labels_dir = require_dir(root / "gtFine" / split, "Cityscapes label folder")
-        self.images = sorted(images_dir.glob("*/*_leftImg8bit.png"))
-        if not self.images:
-            raise DatasetError(f"no *_leftImg8bit.png images under {images_dir}")
-        self.targets = [
-            labels_dir / p.parent.name / p.name.replace("_leftImg8bit.png", "_gtFine_labelIds.png") for p in self.images
-        ]
-        missing = [t for t in self.targets if not t.is_file()]
-        if missing:
-            raise DatasetError(f"{len(missing)} Cityscapes label file(s) missing, first: {missing[0]}")
+        self.images, self.targets = paired_files(root, split, "gtFine", "_gtFine_labelIds.png", "Cityscapes")
         self._lut = _train_id_lut()
 
     def __len__(self) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from .base import VOID_LABEL, DatasetError, read_label, read_rgb, require_dir
+from .base import VOID_LABEL, DatasetError, paired_files, read_label, read_rgb, require_dir
 
 #: LostAndFound object ids that are not hazards (marker poles, posts, timber, wheel cap, wood): void.
 LAF_NON_HAZARD_IDS = (31, 33, 34, 36, 37, 38, 39)
@@ -33,18 +33,7 @@ class LostAndFound:
 
     def __init__(self, root: str | Path, split: str = "test") -> None:
         root = Path(root)
-        images_dir = require_dir(root / "leftImg8bit" / split, "LostAndFound image folder")
-        labels_dir = require_dir(root / "gtCoarse" / split, "LostAndFound label folder")
-        self.images = sorted(images_dir.glob("*/*_leftImg8bit.png"))
-        if not self.images:
-            raise DatasetError(f"no *_leftImg8bit.png images under {images_dir}")
-        self.targets = [
-            labels_dir / p.parent.name / p.name.replace("_leftImg8bit.png", "_gtCoarse_labelIds.png")
-            for p in self.images
-        ]
-        missing = [t for t in self.targets if not t.is_file()]
-        if missing:
-            raise DatasetError(f"{len(missing)} LostAndFound label file(s) missing, first: {missing[0]}")
+        self.images, self.targets = paired_files(root, split, "gtCoarse", "_gtCoarse_labelIds.png", "LostAndFound")
         self._lut = _laf_lut()
 
     def __len__(self) -> int:
