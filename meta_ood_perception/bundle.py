@@ -13,14 +13,13 @@ Layout (``bundle.json`` names every other file; all paths are relative and must 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .meta_classifier import MetaClassifier, MetaClassifierError, load_meta_classifier
+from .meta_classifier import MetaClassifier, MetaClassifierError, load_meta_classifier, sha256_file
 from .metrics import feature_names
 
 SCHEMA_VERSION = 1
@@ -105,10 +104,6 @@ class Bundle:
         return model.eval()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _inside(root: Path, name: str, field: str) -> Path:
     path = (root / name).resolve()
     if root.resolve() not in path.parents:
@@ -171,7 +166,7 @@ def load_bundle(path: str | Path) -> Bundle:
         file = _inside(root, name, "checksummed file")
         if not file.is_file():
             raise BundleError(f"{manifest_path}: file missing: {file}")
-        if _sha256(file) != digest:
+        if sha256_file(file) != digest:
             raise BundleError(f"{file}: SHA-256 does not match {manifest_path} (changed or corrupt)")
     for role, name in model["files"].items():
         file = _inside(root, name, f"model file {role!r}")
@@ -239,7 +234,7 @@ def write_bundle(
         "threshold": float(threshold),
         "meta_classifier": meta_json.name,
         "feature_names": list(meta_classifier.feature_names),
-        "checksums": {name: _sha256(out / name) for name in files},
+        "checksums": {name: sha256_file(out / name) for name in files},
         "metadata": dict(metadata or {}),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

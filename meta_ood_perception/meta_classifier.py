@@ -127,7 +127,7 @@ class MetaClassifier:
             "n_parameters": self.n_parameters,
             "arrays": {name: list(a.shape) for name, a in arrays.items()},
             "arrays_file": npz_path.name,
-            "arrays_sha256": _sha256(npz_path),
+            "arrays_sha256": sha256_file(npz_path),
             "metadata": self.metadata,
         }
         json_path.write_text(json.dumps(header, indent=1) + "\n")
@@ -205,7 +205,7 @@ def load_meta_classifier(path: str | Path, expected_names: Sequence[str] | None 
         raise MetaClassifierError(f"{json_path}: arrays_file {arrays_file!r} must be a file name beside the JSON")
     if not npz_path.is_file():
         raise MetaClassifierError(f"{json_path}: arrays file missing: {npz_path}")
-    if _sha256(npz_path) != header.get("arrays_sha256"):
+    if sha256_file(npz_path) != header.get("arrays_sha256"):
         raise MetaClassifierError(f"{npz_path}: SHA-256 does not match {json_path} (file changed or corrupt)")
     try:
         with np.load(npz_path, allow_pickle=False) as data:
@@ -291,5 +291,6 @@ def _vec(values: npt.ArrayLike) -> FloatArray:
     return np.asarray(values, dtype=np.float64).reshape(-1)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (model files are checked with it before use)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
