@@ -179,10 +179,82 @@ def cmd_build_default_bundle(args: argparse.Namespace) -> None:
     config = DefaultBundleConfig()
     if args.smoke:  # a minutes-long run at tiny scale: checks the pipeline, not the quality
         config = DefaultBundleConfig(height=64, width=128, model_width=4, closed_steps=4, ood_steps=3, batch=4,
-                                     metric_frames=12, eval_frames=3, mlp_epochs=2)  # fmt: skip
+                                     metric_frames=12, eval_frames=3, mlp_epochs=2, onednn=False)  # fmt: skip
     from meta_ood_perception.bundle import DEFAULT_BUNDLE
 
     build_default_bundle(args.out or DEFAULT_BUNDLE, config)
+
+
+def cmd_results(args: argparse.Namespace) -> None:
+    """Regenerate docs/RESULTS.md and its figures: the paper's tables and figures on the synthetic world (~15 min)."""
+    _training()
+    from meta_ood_training.results import ResultsConfig, run_results, smoke_config
+
+    run_results(args.out, smoke_config() if args.smoke else ResultsConfig())
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> None:
+    """Export a checkpoint (or a bundle's network) to ONNX, optionally with softmax and heat maps in the graph."""
+    _training()
+    from meta_ood_perception.bundle import load_bundle
+    from meta_ood_training.export import export_onnx, model_from_bundle, model_from_checkpoint
+
+    if (args.checkpoint is None) == (args.bundle is None):
+        raise CLIError("give exactly one of --checkpoint (with --architecture) or --bundle")
+    if args.bundle is not None:
+        bundle = load_bundle(args.bundle)
+        model, num_classes = model_from_bundle(bundle)
+        height, width = args.input_size or bundle.input_size
+    else:
+        if args.architecture is None:
+            raise CLIError("--checkpoint needs --architecture")
+        options = {"width": args.model_width} if args.model_width else {}
+        model = model_from_checkpoint(args.checkpoint, args.architecture, args.num_classes, **options)
+        num_classes = args.num_classes
+        if args.input_size is None:
+            raise CLIError("--checkpoint needs --input-size H W (the size used for the trace; see --dynamic)")
+        height, width = args.input_size
+    export_onnx(model, args.out, num_classes=num_classes, height=height, width=width, dynamic=args.dynamic,
+                heatmaps=args.heatmaps, opset=args.opset)  # fmt: skip
+
+
+def cmd_build_engine(args: argparse.Namespace) -> None:
+    """Build a TensorRT engine (and its build record) from an ONNX graph; needs TensorRT and an NVIDIA GPU."""
+    from meta_ood_perception.backends.tensorrt_backend import build_engine
+
+    shape = _onnx_input_shape(args.onnx, args.input_size)
+    info = build_engine(args.onnx, args.out, input_shape=shape, fp16=args.fp16, workspace_mb=args.workspace_mb)
+    if args.build_only:
+        LOG.info("engine built (build-only: not run) -> %s", args.out)
+        return
+    import numpy as np
+
+    from meta_ood_perception.backends.tensorrt_backend import TensorRTBackend
+
+    backend = TensorRTBackend(args.out, input_shape=shape)
+    outputs = backend.run(np.zeros(shape, np.float32))
+    bad = [name for name, value in outputs.items() if not np.isfinite(value).all()]
+    if bad:
+        raise CLIError(f"engine {args.out} produced non-finite outputs {bad} on a zero image")
+    LOG.info("engine checked on %s: outputs %s", info.gpu, {k: v.shape for k, v in outputs.items()})
+
+
+def _onnx_input_shape(path: Path, size: list[int] | None) -> tuple[int, int, int, int]:
+    import onnx
+
+    if not Path(path).is_file():
+        raise CLIError(f"ONNX file not found: {path}")
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as err:  # onnx raises DecodeError and others for corrupt files
+        raise CLIError(f"cannot read ONNX file {path}: {err}") from None
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in graph.input[0].type.tensor_type.shape.dim]
+    if size is not None:
+        dims[2:] = size
+    dims[0] = dims[0] or 1
+    if len(dims) != 4 or any(d is None for d in dims):
+        raise CLIError(f"{path} has a dynamic input size {dims}: pass --input-size H W")
+    return int(dims[0]), int(dims[1]), int(dims[2]), int(dims[3])  # type: ignore[arg-type]
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
@@ -263,6 +335,30 @@ def build_parser() -> argparse.ArgumentParser:
     bdb.add_argument("--out", default=None, type=Path, help="output folder (default: the package's default bundle)")
     bdb.add_argument("--smoke", action="store_true", help="tiny, fast run that checks the pipeline only")
     bdb.set_defaults(func=cmd_build_default_bundle)
+    exp = sub.add_parser("export-onnx", help=cmd_export_onnx.__doc__)
+    exp.add_argument("--checkpoint", type=Path, help="model weights: .safetensors or a torch checkpoint (weights only)")
+    exp.add_argument("--architecture", help="deeplabv3plus_wrn38, deeplabv3plus_resnet18 or deeplabv3plus_light")
+    exp.add_argument("--num-classes", type=int, default=19, help="output classes of the checkpoint")
+    exp.add_argument("--model-width", type=int, default=None, help="width option of deeplabv3plus_light")
+    exp.add_argument("--bundle", help="export the network of a bundle instead (a folder or 'default')")
+    exp.add_argument("--out", type=Path, required=True, help="output .onnx file")
+    exp.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input height and width, pixels")
+    exp.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
+    exp.add_argument("--heatmaps", action="store_true", help="also output probs, score, E, D, V, argmax")
+    exp.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    exp.set_defaults(func=cmd_export_onnx)
+    eng = sub.add_parser("build-engine", help=cmd_build_engine.__doc__)
+    eng.add_argument("--onnx", type=Path, required=True, help="ONNX graph (from export-onnx)")
+    eng.add_argument("--out", type=Path, required=True, help="engine file; its build record goes to OUT.json")
+    eng.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
+    eng.add_argument("--workspace-mb", type=int, default=4096, help="builder workspace limit, MiB")
+    eng.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size for a dynamic graph")
+    eng.add_argument("--build-only", action="store_true", help="build and record only; do not run the engine")
+    eng.set_defaults(func=cmd_build_engine)
+    res = sub.add_parser("results", help=cmd_results.__doc__)
+    res.add_argument("--out", default=Path("docs"), type=Path, help="folder for RESULTS.md and results/*.png")
+    res.add_argument("--smoke", action="store_true", help="tiny, fast run that checks every step only")
+    res.set_defaults(func=cmd_results)
     return parser
 
 

@@ -28,6 +28,7 @@ from meta_ood_perception.models import MEAN_RGB, STD_RGB, build_model
 
 from .datasets.base import OOD_LABEL, VOID_LABEL
 from .evaluate_bundle import evaluate_bundle
+from .export import export_onnx
 from .losses import entropy_max_loss
 from .meta_cv import CVConfig, cross_validate
 from .meta_extract import extract, model_frames
@@ -57,6 +58,9 @@ class DefaultBundleConfig:
     mlp_epochs: int = 50
     seed: int = 2024
     eval_seed: int = 99_001
+    #: oneDNN (mkldnn) convolutions in training. The tiny smoke model (width 4) intermittently deadlocks in oneDNN's
+    #: 1x1-convolution weight backward (a GOMP barrier) on 2-core machines; the smoke build turns it off.
+    onednn: bool = True
 
 
 def _batches(config: DefaultBundleConfig, kind: str, seed: int) -> SyntheticWorld:
@@ -72,7 +76,14 @@ def _tensor_batch(world: SyntheticWorld, start: int, size: int) -> tuple[torch.T
     return (x - mean) / std, torch.from_numpy(np.stack(targets)).long()
 
 
-def _train(model: torch.nn.Module, steps: int, lr: float, batch_fn: Any, loss_fn: Any, desc: str) -> list[float]:
+def _train(
+    model: torch.nn.Module, steps: int, lr: float, batch_fn: Any, loss_fn: Any, desc: str, onednn: bool = True
+) -> list[float]:
+    with torch.backends.mkldnn.flags(enabled=onednn):
+        return _train_loop(model, steps, lr, batch_fn, loss_fn, desc)
+
+
+def _train_loop(model: torch.nn.Module, steps: int, lr: float, batch_fn: Any, loss_fn: Any, desc: str) -> list[float]:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.15)
     model.train()
@@ -88,24 +99,29 @@ def _train(model: torch.nn.Module, steps: int, lr: float, batch_fn: Any, loss_fn
     return losses
 
 
-def build_default_bundle(out_dir: str | Path = DEFAULT_BUNDLE, config: DefaultBundleConfig | None = None) -> Bundle:
-    """Run the five steps of the module docstring and write the bundle to ``out_dir``."""
-    config = config or DefaultBundleConfig()
+def train_closed_set(config: DefaultBundleConfig) -> tuple[torch.nn.Module, list[float]]:
+    """Step 1: the light DeepLabv3+ trained with cross-entropy on closed-set street scenes; (model, losses)."""
     torch.manual_seed(config.seed)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
     model = build_model("deeplabv3plus_light", len(CLASS_NAMES), width=config.model_width)
-
     closed = _batches(config, "closed", config.seed)
-    proxy = _batches(config, "proxy", config.seed + 1)
-    closed_losses = _train(
+    losses = _train(
         model, config.closed_steps, config.lr,
         lambda step: _tensor_batch(closed, step * config.batch, config.batch),
         lambda logits, y: torch.nn.functional.cross_entropy(logits, y, ignore_index=VOID_LABEL),
-        "closed-set training",
+        "closed-set training", config.onednn,
     )  # fmt: skip
-    timings["closed_set_s"] = time.perf_counter() - start
+    model.eval()
+    return model, losses
 
+
+def entropy_max_fine_tune(
+    model: torch.nn.Module, config: DefaultBundleConfig, proxy_fraction: tuple[float, float]
+) -> list[float]:
+    """Step 2, in place: entropy maximization on half closed-set, half proxy batches with OoD pixel fraction in
+    ``proxy_fraction``; returns the losses. The model is left in eval mode."""
+    torch.manual_seed(config.seed + 1)
+    closed = _batches(config, "closed", config.seed)
+    proxy = SyntheticWorld("proxy", config.seed + 1, 10**9, config.height, config.width, proxy_fraction=proxy_fraction)
     half = config.batch // 2
 
     def mixed(step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,12 +129,24 @@ def build_default_bundle(out_dir: str | Path = DEFAULT_BUNDLE, config: DefaultBu
         xb, yb = _tensor_batch(proxy, step * (config.batch - half), config.batch - half)
         return torch.cat([xa, xb]), torch.cat([ya, yb])
 
-    t0 = time.perf_counter()
-    ood_losses = _train(
+    losses = _train(
         model, config.ood_steps, config.ood_lr, mixed,
         lambda logits, y: entropy_max_loss(logits, y, lam=config.lam, ood_label=OOD_LABEL, void_label=VOID_LABEL),
-        "entropy maximization",
+        "entropy maximization", config.onednn,
     )  # fmt: skip
+    model.eval()
+    return losses
+
+
+def build_default_bundle(out_dir: str | Path = DEFAULT_BUNDLE, config: DefaultBundleConfig | None = None) -> Bundle:
+    """Run the five steps of the module docstring and write the bundle to ``out_dir``."""
+    config = config or DefaultBundleConfig()
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    model, closed_losses = train_closed_set(config)
+    timings["closed_set_s"] = time.perf_counter() - start
+    t0 = time.perf_counter()
+    ood_losses = entropy_max_fine_tune(model, config, config.proxy_fraction)
     timings["entropy_maximization_s"] = time.perf_counter() - t0
     model.eval()
 
@@ -142,7 +170,7 @@ def build_default_bundle(out_dir: str | Path = DEFAULT_BUNDLE, config: DefaultBu
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     onnx_file = out / "model.onnx"
-    export_onnx(model, onnx_file, config.height, config.width)
+    export_onnx(model, onnx_file, num_classes=len(CLASS_NAMES), height=config.height, width=config.width, dynamic=True)
     metadata: dict[str, Any] = {
         "built_by": "meta-ood build-default-bundle",
         "config": asdict(config),
@@ -172,29 +200,19 @@ def build_default_bundle(out_dir: str | Path = DEFAULT_BUNDLE, config: DefaultBu
     bundle = write_bundle(
         out, model=model, architecture="deeplabv3plus_light", model_options={"width": config.model_width},
         class_names=list(CLASS_NAMES), input_size=(config.height, config.width), meta_classifier=meta,
-        mean=MEAN_RGB, std=STD_RGB, extra_model_files={"onnx": onnx_file.name}, metadata=_finite(metadata),
+        mean=MEAN_RGB, std=STD_RGB, extra_model_files={"onnx": onnx_file.name}, metadata=finite(metadata),
     )  # fmt: skip
     LOG.info("default bundle -> %s in %.0f s; pixel AUROC %.3f AUPRC %.3f", out, timings["total_s"],
              evaluation["pixel"]["auroc"], evaluation["pixel"]["auprc"])  # fmt: skip
     return load_bundle(out)
 
 
-def export_onnx(model: torch.nn.Module, path: Path, height: int, width: int, opset: int = 17) -> None:
-    """Export logits (1, C, H, W) for a (1, 3, H, W) normalized image; batch, height and width are dynamic."""
-    model.eval()
-    dummy = torch.zeros(1, 3, height, width)
-    torch.onnx.export(
-        model, (dummy,), str(path), input_names=["image"], output_names=["logits"], opset_version=opset,
-        dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}},
-        dynamo=False,
-    )  # fmt: skip
-
-
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
+    """``value`` with non-finite floats replaced by None, recursively (JSON has no NaN)."""
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value

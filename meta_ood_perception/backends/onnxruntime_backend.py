@@ -1,0 +1,113 @@
+"""``onnxruntime`` backend: the bundle's ONNX graph through ONNX Runtime, with configurable execution providers.
+
+Providers (option ``providers``, tried in order, names or full ONNX Runtime names):
+
+* ``tensorrt`` (``TensorrtExecutionProvider``): ``fp16`` (default False), engine cache in ``trt_cache_dir`` (the
+  engines are rebuilt by ONNX Runtime when the TensorRT version, GPU or input shape change);
+* ``cuda`` (``CUDAExecutionProvider``), option ``device_id``;
+* ``cpu`` (``CPUExecutionProvider``), the default; ``threads`` sets the intra-op thread count.
+
+A provider that this ONNX Runtime build does not have is an error naming the ones it has (never a silent fallback).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import BackendError, check_options
+
+if TYPE_CHECKING:
+    from ..bundle import Bundle
+
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+class OnnxRuntimeBackend:
+    """An ONNX Runtime session over an exported graph with input ``image`` and output ``logits`` (+ heat maps)."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        providers: list[str] | tuple[str, ...] | str = ("cpu",),
+        fp16: bool = False,
+        trt_cache_dir: str | Path | None = None,
+        device_id: int = 0,
+        threads: int | None = None,
+        num_classes: int | None = None,
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendError("onnxruntime backend needs the onnxruntime package (pip install onnxruntime)") from None
+        path = Path(model_path)
+        if not path.is_file():
+            raise BackendError(f"onnxruntime backend: model file not found: {path}")
+        names = [providers] if isinstance(providers, str) else list(providers)
+        if not names:
+            raise BackendError("onnxruntime backend: providers must name at least one provider")
+        available = ort.get_available_providers()
+        chosen: list[Any] = []
+        for name in names:
+            full = PROVIDERS.get(name.lower(), name)
+            if full not in available:
+                raise BackendError(
+                    f"onnxruntime backend: provider {name!r} is not available in onnxruntime {ort.__version__} "
+                    f"(available: {', '.join(available)})"
+                )
+            if full == "TensorrtExecutionProvider":
+                trt: dict[str, Any] = {"device_id": device_id, "trt_fp16_enable": bool(fp16)}
+                if trt_cache_dir is not None:
+                    Path(trt_cache_dir).mkdir(parents=True, exist_ok=True)
+                    trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(trt_cache_dir))
+                chosen.append((full, trt))
+            elif full == "CUDAExecutionProvider":
+                chosen.append((full, {"device_id": device_id}))
+            else:
+                chosen.append(full)
+        options = ort.SessionOptions()
+        if threads is not None:
+            if threads < 1:
+                raise BackendError(f"onnxruntime backend: threads must be >= 1, got {threads}")
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        except Exception as err:  # onnxruntime raises its own exception types for corrupt graphs
+            raise BackendError(f"onnxruntime backend: cannot load {path}: {str(err).splitlines()[0]}") from None
+        inputs = self._session.get_inputs()
+        outputs = [o.name for o in self._session.get_outputs()]
+        if len(inputs) != 1 or "logits" not in outputs:
+            raise BackendError(
+                f"onnxruntime backend: {path} must have one input and an output 'logits', has inputs "
+                f"{[i.name for i in inputs]} and outputs {outputs}"
+            )
+        self._input = inputs[0].name
+        self._outputs = outputs
+        channels = self._session.get_outputs()[outputs.index("logits")].shape[1]
+        if num_classes is not None and isinstance(channels, int) and channels != num_classes:
+            raise BackendError(f"onnxruntime backend: {path} outputs {channels} classes, the bundle has {num_classes}")
+        self.providers = self._session.get_providers()
+        self.description = f"onnxruntime {ort.__version__} ({', '.join(self.providers)})"
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, **options: Any) -> OnnxRuntimeBackend:
+        """Options: ``providers``, ``fp16``, ``trt_cache_dir``, ``device_id``, ``threads``, ``model`` (an ONNX file
+        instead of the bundle's)."""
+        check_options("onnxruntime", options, ("providers", "fp16", "trt_cache_dir", "device_id", "threads", "model"))
+        model = options.pop("model", None) or bundle.file("onnx")
+        return cls(model, num_classes=bundle.num_classes, **options)
+
+    def run(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[Any]]:
+        """(N, 3, h, w) float32 → every graph output by name (``logits`` at least)."""
+        values = self._session.run(None, {self._input: np.ascontiguousarray(batch, np.float32)})
+        return dict(zip(self._outputs, values, strict=True))

@@ -1,0 +1,267 @@
+"""``tensorrt`` backend: a serialized TensorRT engine run through the TensorRT Python API (optional ``tensorrt``).
+
+Beside every engine ``M.engine`` lies ``M.engine.json`` (written by :func:`build_engine`): TensorRT version, GPU
+name and compute capability, precision, input and output shapes and the SHA-256 of the engine and of its ONNX
+source. :func:`check_engine` compares it with the running system; on a mismatch the backend raises
+:class:`EngineMismatchError` naming the difference, or — with ``rebuild=True`` and the ONNX file at hand —
+rebuilds the engine in place (as Autoware does when an engine does not match its TensorRT or GPU).
+
+Device buffers are torch CUDA tensors (PyTorch is the one CUDA array library the project already depends on).
+This path needs an NVIDIA GPU; it is never imported on CPU machines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..meta_classifier import sha256_file
+from . import BackendError, check_options
+
+if TYPE_CHECKING:
+    from ..bundle import Bundle
+
+LOG = logging.getLogger(__name__)
+
+
+class EngineMismatchError(BackendError):
+    """The engine was built for another TensorRT version, GPU or shape, or its file changed."""
+
+
+def _tensorrt() -> Any:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise BackendError(
+            "tensorrt backend needs NVIDIA TensorRT's Python package (pip install tensorrt) and a CUDA GPU"
+        ) from None
+    return trt
+
+
+def _gpu() -> dict[str, Any]:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendError("tensorrt backend: no CUDA GPU available")
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}"}
+
+
+def engine_info_path(engine: str | Path) -> Path:
+    """The JSON written beside ``engine``."""
+    return Path(str(engine) + ".json")
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What an engine was built for (the JSON beside it)."""
+
+    tensorrt_version: str
+    gpu: str
+    compute_capability: str
+    fp16: bool
+    input_shape: tuple[int, ...]
+    output_shapes: dict[str, tuple[int, ...]]
+    engine_sha256: str
+    onnx_sha256: str | None = None
+    built_utc: str = ""
+
+    @classmethod
+    def read(cls, engine: str | Path) -> EngineInfo:
+        """Parse ``engine``'s JSON; a missing or malformed file raises :class:`EngineMismatchError`."""
+        path = engine_info_path(engine)
+        try:
+            raw = json.loads(path.read_text())
+            return cls(
+                str(raw["tensorrt_version"]), str(raw["gpu"]), str(raw["compute_capability"]), bool(raw["fp16"]),
+                tuple(int(v) for v in raw["input_shape"]),
+                {str(k): tuple(int(v) for v in s) for k, s in raw["output_shapes"].items()},
+                str(raw["engine_sha256"]), raw.get("onnx_sha256"), str(raw.get("built_utc", "")),
+            )  # fmt: skip
+        except FileNotFoundError:
+            raise EngineMismatchError(f"{engine}: no build record {path.name} beside the engine") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise EngineMismatchError(f"{path}: unreadable engine build record ({err})") from None
+
+    def write(self, engine: str | Path) -> Path:
+        """Write the JSON beside ``engine``."""
+        path = engine_info_path(engine)
+        data = {**self.__dict__, "input_shape": list(self.input_shape),
+                "output_shapes": {k: list(v) for k, v in self.output_shapes.items()}}  # fmt: skip
+        path.write_text(json.dumps(data, indent=1) + "\n")
+        return path
+
+
+def check_engine(
+    engine: str | Path,
+    info: EngineInfo,
+    *,
+    tensorrt_version: str,
+    gpu: str,
+    compute_capability: str,
+    input_shape: tuple[int, ...] | None = None,
+    num_classes: int | None = None,
+) -> None:
+    """Raise :class:`EngineMismatchError` naming the first difference between the engine's record and the system.
+
+    Pure (no TensorRT needed): the caller passes the running TensorRT version and GPU.
+    """
+    path = Path(engine)
+    if not path.is_file():
+        raise EngineMismatchError(f"engine file not found: {path}")
+    if sha256_file(path) != info.engine_sha256:
+        raise EngineMismatchError(f"{path}: SHA-256 differs from its build record (changed or corrupt)")
+    if info.tensorrt_version != tensorrt_version:
+        raise EngineMismatchError(
+            f"{path}: built with TensorRT {info.tensorrt_version}, running TensorRT {tensorrt_version}"
+        )
+    if info.gpu != gpu or info.compute_capability != compute_capability:
+        raise EngineMismatchError(
+            f"{path}: built for {info.gpu} (sm {info.compute_capability}), running on {gpu} (sm {compute_capability})"
+        )
+    if input_shape is not None and tuple(info.input_shape) != tuple(input_shape):
+        raise EngineMismatchError(f"{path}: input shape {info.input_shape}, the bundle needs {tuple(input_shape)}")
+    logits = info.output_shapes.get("logits")
+    if logits is None:
+        raise EngineMismatchError(f"{path}: the engine has no 'logits' output ({sorted(info.output_shapes)})")
+    if num_classes is not None and logits[1] != num_classes:
+        raise EngineMismatchError(f"{path}: engine outputs {logits[1]} classes, the bundle has {num_classes}")
+
+
+def build_engine(
+    onnx_path: str | Path,
+    out: str | Path,
+    *,
+    input_shape: tuple[int, int, int, int],
+    fp16: bool = False,
+    workspace_mb: int = 4096,
+) -> EngineInfo:
+    """Build a serialized TensorRT engine for a static ``input_shape`` (N, 3, h, w) and write it and its record."""
+    trt = _tensorrt()
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise BackendError(f"build-engine: ONNX file not found: {onnx_path}")
+    if workspace_mb < 16:
+        raise BackendError(f"build-engine: workspace must be at least 16 MB, got {workspace_mb}")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    major = int(trt.__version__.split(".")[0])
+    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BackendError(f"build-engine: TensorRT cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    name = network.get_input(0).name
+    profile.set_shape(name, input_shape, input_shape, input_shape)
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BackendError(f"build-engine: TensorRT failed to build an engine from {onnx_path}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(bytes(serialized))
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(bytes(serialized))
+    outputs = {}
+    for i in range(engine.num_io_tensors):
+        tensor = engine.get_tensor_name(i)
+        if engine.get_tensor_mode(tensor) == trt.TensorIOMode.OUTPUT:
+            outputs[tensor] = tuple(int(v) for v in engine.get_tensor_shape(tensor))
+    info = EngineInfo(
+        trt.__version__, **_gpu(), fp16=fp16, input_shape=tuple(input_shape), output_shapes=outputs,
+        engine_sha256=sha256_file(out), onnx_sha256=sha256_file(onnx_path),
+        built_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+    )  # fmt: skip
+    info.write(out)
+    LOG.info("TensorRT %s engine -> %s (%s, fp16=%s)", trt.__version__, out, info.gpu, fp16)
+    return info
+
+
+class TensorRTBackend:
+    """Runs a checked TensorRT engine; buffers are torch CUDA tensors, outputs are copied to host numpy."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        engine: str | Path,
+        *,
+        onnx: str | Path | None = None,
+        input_shape: tuple[int, int, int, int] | None = None,
+        num_classes: int | None = None,
+        rebuild: bool = False,
+        fp16: bool = True,
+        workspace_mb: int = 4096,
+    ) -> None:
+        trt = _tensorrt()
+        import torch
+
+        gpu = _gpu()
+        engine = Path(engine)
+        try:
+            info = EngineInfo.read(engine) if engine.is_file() else None
+            if info is None:
+                raise EngineMismatchError(f"engine file not found: {engine}")
+            check_engine(engine, info, tensorrt_version=trt.__version__, input_shape=input_shape,
+                         num_classes=num_classes, **gpu)  # fmt: skip
+        except EngineMismatchError as err:
+            if not (rebuild and onnx is not None and input_shape is not None):
+                raise
+            LOG.warning("%s; rebuilding the engine from %s", err, onnx)
+            info = build_engine(onnx, engine, input_shape=input_shape, fp16=fp16, workspace_mb=workspace_mb)
+        self.info = info
+        self._torch = torch
+        logger = trt.Logger(trt.Logger.WARNING)
+        self._engine = trt.Runtime(logger).deserialize_cuda_engine(engine.read_bytes())
+        if self._engine is None:
+            raise EngineMismatchError(f"{engine}: TensorRT {trt.__version__} cannot deserialize the engine")
+        self._context = self._engine.create_execution_context()
+        self._stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+        self._input = ""
+        self._outputs: dict[str, Any] = {}
+        for i in range(self._engine.num_io_tensors):
+            tensor = self._engine.get_tensor_name(i)
+            shape = tuple(int(v) for v in self._engine.get_tensor_shape(tensor))
+            if self._engine.get_tensor_mode(tensor) == trt.TensorIOMode.INPUT:
+                self._input = tensor
+                self._input_shape = shape
+            else:
+                dtype = torch.int64 if self._engine.get_tensor_dtype(tensor) == trt.DataType.INT64 else torch.float32
+                self._outputs[tensor] = torch.empty(shape, dtype=dtype, device="cuda")
+                self._context.set_tensor_address(tensor, self._outputs[tensor].data_ptr())
+        self.description = f"TensorRT {trt.__version__} on {info.gpu} ({'fp16' if info.fp16 else 'fp32'})"
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, **options: Any) -> TensorRTBackend:
+        """Options: ``engine`` (default: the bundle's ``tensorrt`` file), ``rebuild``, ``fp16``, ``workspace_mb``."""
+        check_options("tensorrt", options, ("engine", "rebuild", "fp16", "workspace_mb"))
+        engine = options.pop("engine", None) or bundle.file("tensorrt")
+        onnx = bundle.file("onnx") if "onnx" in bundle.manifest["model"]["files"] else None
+        height, width = bundle.input_size
+        return cls(engine, onnx=onnx, input_shape=(1, 3, height, width), num_classes=bundle.num_classes, **options)
+
+    def run(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[Any]]:
+        """(N, 3, h, w) float32 of the engine's input shape → every engine output by name."""
+        torch = self._torch
+        if tuple(batch.shape) != self._input_shape:
+            raise ValueError(f"tensorrt backend: input shape {batch.shape}, the engine takes {self._input_shape}")
+        x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to("cuda", non_blocking=False)
+        self._context.set_tensor_address(self._input, x.data_ptr())
+        with torch.cuda.stream(self._stream):
+            if not self._context.execute_async_v3(self._stream.cuda_stream):
+                raise RuntimeError("tensorrt backend: engine execution failed")
+        self._stream.synchronize()
+        return {name: t.cpu().numpy() for name, t in self._outputs.items()}

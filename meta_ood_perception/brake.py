@@ -1,0 +1,186 @@
+"""Emergency-brake hint: anomalies that persist inside the drivable corridor and survive the meta classifier.
+
+A frame *hits* when some component has at least ``min_area_px`` pixels (at the camera's native resolution) inside
+the corridor polygon (optionally intersected with the predicted road) and a meta-classifier probability of being a
+false positive of at most ``max_p_false_positive``. The hint turns on when at least ``persistence_k`` of the last
+``persistence_n`` frames hit (one-frame flicker never brakes) and turns off only after ``release_frames``
+consecutive frames without a hit (hysteresis: a hazard that flickers out for a frame keeps the hint on).
+
+``risk`` in [0, 1] = (hits in the window / n) × the confidence of the strongest hazard seen in the window, where a
+component's confidence is (1 − P(false positive)) × min(1, corridor area / ``full_risk_area_px``). The hint also has
+an explicit fail-safe state: :meth:`BrakeHintPolicy.unavailable` (perception down) gives ``available=False`` —
+consumers must treat it as "no information", never as "no hazard".
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+#: A trapezoid ahead of the ego vehicle in normalized (x, y) image coordinates (0, 0 = top left, 1, 1 = bottom right).
+DEFAULT_CORRIDOR: tuple[tuple[float, float], ...] = ((0.2, 1.0), (0.42, 0.5), (0.58, 0.5), (0.8, 1.0))
+
+
+@dataclass(frozen=True)
+class BrakeConfig:
+    """Brake-hint policy settings (validated on construction; a bad value raises ``ValueError`` naming it).
+
+    Attributes:
+        corridor: polygon of ≥ 3 (x, y) vertices in normalized image coordinates, each in [0, 1].
+        use_road: intersect the corridor with the pixels the network labels as road.
+        min_area_px: pixels a component needs inside the corridor, at native resolution.
+        max_p_false_positive: components with a larger meta-classifier P(false positive) are ignored.
+        persistence_k: hits needed among the last ``persistence_n`` frames to turn the hint on.
+        persistence_n: length of the persistence window, in frames.
+        release_frames: consecutive frames without a hit before an active hint turns off.
+        full_risk_area_px: corridor area (pixels) at which a component's confidence stops growing with its size.
+    """
+
+    corridor: tuple[tuple[float, float], ...] = DEFAULT_CORRIDOR
+    use_road: bool = False
+    min_area_px: int = 100
+    max_p_false_positive: float = 0.5
+    persistence_k: int = 2
+    persistence_n: int = 3
+    release_frames: int = 5
+    full_risk_area_px: int = 2000
+
+    def __post_init__(self) -> None:
+        corridor = tuple((float(x), float(y)) for x, y in self.corridor)
+        if len(corridor) < 3:
+            raise ValueError(f"brake corridor needs at least 3 vertices, got {len(corridor)}")
+        if not all(0.0 <= v <= 1.0 and math.isfinite(v) for xy in corridor for v in xy):
+            raise ValueError(f"brake corridor vertices must lie in [0, 1] (normalized image coordinates): {corridor}")
+        object.__setattr__(self, "corridor", corridor)
+        if self.min_area_px < 1:
+            raise ValueError(f"brake min_area_px must be >= 1, got {self.min_area_px}")
+        if not 0.0 <= self.max_p_false_positive <= 1.0:
+            raise ValueError(f"brake max_p_false_positive must lie in [0, 1], got {self.max_p_false_positive}")
+        if self.persistence_n < 1 or not 1 <= self.persistence_k <= self.persistence_n:
+            raise ValueError(f"brake persistence needs 1 <= k <= n, got k={self.persistence_k}, n={self.persistence_n}")
+        if self.release_frames < 1:
+            raise ValueError(f"brake release_frames must be >= 1, got {self.release_frames}")
+        if self.full_risk_area_px < 1:
+            raise ValueError(f"brake full_risk_area_px must be >= 1, got {self.full_risk_area_px}")
+
+
+@dataclass(frozen=True)
+class BrakeHint:
+    """The hint for one frame.
+
+    Attributes:
+        active: brake hint on.
+        risk: in [0, 1] (see the module docstring); 1.0 while perception is unavailable.
+        reason: one human-readable line.
+        available: False when perception is unavailable (fail-safe: the consumer must not read "no hazard").
+        hit: this frame had a qualifying hazard.
+        hits_in_window: qualifying frames among the last ``persistence_n``.
+        component_ids: ids (1-based labels) of this frame's qualifying components.
+    """
+
+    active: bool
+    risk: float
+    reason: str
+    available: bool = True
+    hit: bool = False
+    hits_in_window: int = 0
+    component_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class BrakeHintPolicy:
+    """Stateful policy: call :meth:`update` once per frame, in stamp order (see the module docstring)."""
+
+    config: BrakeConfig = field(default_factory=BrakeConfig)
+
+    def __post_init__(self) -> None:
+        self._window: deque[tuple[bool, float]] = deque(maxlen=self.config.persistence_n)
+        self._active = False
+        self._clear_run = 0
+        self._corridor_cache: dict[tuple[int, int], npt.NDArray[np.bool_]] = {}
+
+    def reset(self) -> None:
+        """Forget the history (e.g. after a gap in the stream)."""
+        self._window.clear()
+        self._active = False
+        self._clear_run = 0
+
+    def corridor_mask(self, height: int, width: int) -> npt.NDArray[np.bool_]:
+        """(height, width) bool mask of the corridor polygon at that resolution (cached per size)."""
+        key = (height, width)
+        if key not in self._corridor_cache:
+            pts = np.array([(x * (width - 1), y * (height - 1)) for x, y in self.config.corridor], np.float64)
+            mask = np.zeros((height, width), np.uint8)
+            cv2.fillPoly(mask, [np.round(pts).astype(np.int32).reshape(-1, 1, 2)], 1)
+            self._corridor_cache[key] = mask.astype(bool)
+        return self._corridor_cache[key]
+
+    def corridor_areas(
+        self, labels: npt.NDArray[np.integer], n_components: int, road: npt.NDArray[np.bool_] | None = None
+    ) -> npt.NDArray[np.int64]:
+        """Pixels of each component 1..n inside the corridor (∩ road if configured): (n,) int64."""
+        region = self.corridor_mask(*labels.shape)
+        if self.config.use_road and road is not None:
+            region = region & road
+        inside = labels[region]
+        return np.bincount(inside[inside > 0], minlength=n_components + 1)[1 : n_components + 1].astype(np.int64)
+
+    def update(
+        self,
+        labels: npt.NDArray[np.integer],
+        p_false_positive: npt.ArrayLike,
+        road: npt.NDArray[np.bool_] | None = None,
+    ) -> BrakeHint:
+        """Advance one frame.
+
+        Args:
+            labels: (H, W) integer component labels at native resolution, 0 = background, k = component k.
+            p_false_positive: (n,) meta-classifier P(false positive) of components 1..n.
+            road: (H, W) bool predicted road, used when ``config.use_road``.
+        """
+        p_fp = np.asarray(p_false_positive, dtype=np.float64).reshape(-1)
+        if labels.ndim != 2:
+            raise ValueError(f"brake policy: labels must be (H, W), got shape {labels.shape}")
+        if road is not None and road.shape != labels.shape:
+            raise ValueError(f"brake policy: road mask {road.shape} differs from labels {labels.shape}")
+        cfg = self.config
+        areas = self.corridor_areas(labels, len(p_fp), road)
+        in_corridor = areas >= cfg.min_area_px
+        qualifies = in_corridor & (p_fp <= cfg.max_p_false_positive)
+        ids = tuple(int(i) + 1 for i in np.flatnonzero(qualifies))
+        confidence = (1.0 - p_fp) * np.minimum(1.0, areas / cfg.full_risk_area_px)
+        frame_conf = float(confidence[qualifies].max()) if qualifies.any() else 0.0
+        hit = bool(qualifies.any())
+        self._window.append((hit, frame_conf))
+        hits = sum(h for h, _ in self._window)
+        self._clear_run = 0 if hit else self._clear_run + 1
+        if not self._active and hits >= cfg.persistence_k:
+            self._active = True
+        elif self._active and self._clear_run >= cfg.release_frames:
+            self._active = False
+        risk = hits / cfg.persistence_n * max(c for _, c in self._window)
+        if hit:
+            best = ids[int(np.argmax(confidence[qualifies]))]
+            what = f"component {best}, {int(areas[best - 1])} px in corridor, P(FP) {p_fp[best - 1]:.2f}"
+            state = "brake" if self._active else f"candidate ({hits}/{cfg.persistence_k} frames needed)"
+            reason = f"{state}: hazard in corridor: {what}; {hits} of last {len(self._window)} frames"
+        elif self._active:
+            reason = f"brake (holding): no hazard for {self._clear_run} of {cfg.release_frames} frames to release"
+        elif (in_corridor & ~qualifies).any():
+            j = int(np.flatnonzero(in_corridor & ~qualifies)[0])
+            reason = f"clear: component {j + 1} in corridor rejected by the meta classifier (P(FP) {p_fp[j]:.2f})"
+        elif len(p_fp):
+            reason = f"clear: {len(p_fp)} component(s), none with {cfg.min_area_px} px in the corridor"
+        else:
+            reason = "clear: no anomaly"
+        return BrakeHint(self._active, float(min(max(risk, 0.0), 1.0)), reason, True, hit, hits, ids)
+
+    def unavailable(self, reason: str) -> BrakeHint:
+        """Fail-safe hint for a frame perception could not process; the history is reset."""
+        self.reset()
+        return BrakeHint(False, 1.0, f"perception unavailable: {reason}", available=False)
