@@ -15,10 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synthetic_probs import synthetic_probs
+from timing import median_ms
 
 from meta_ood_perception.components import label_components
 from meta_ood_perception.metrics import component_metrics
@@ -36,16 +34,6 @@ from meta_ood_perception.scores import anomaly_score, heatmaps
 LOG = logging.getLogger("bench_metrics")
 RESEARCH_CODE_S = {(512, 1024): (1.3, 1.6), (1024, 2048): (5.3, 8.2)}
 CASES = [(512, 1024, 20), (512, 1024, 150), (1024, 2048, 20), (1024, 2048, 150)]
-
-
-def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def _torch_stages(probs: np.ndarray, device: str, repeats: int) -> dict[str, float]:
@@ -69,9 +57,9 @@ def _torch_stages(probs: np.ndarray, device: str, repeats: int) -> dict[str, flo
         sync()
 
     return {
-        f"torch[{device}] reduce pass": _median_ms(reduce, repeats),
-        f"torch[{device}] anomaly_score+mask": _median_ms(score, repeats),
-        f"torch[{device}] heatmaps E/D/V/argmax": _median_ms(maps, repeats),
+        f"torch[{device}] reduce pass": median_ms(reduce, repeats),
+        f"torch[{device}] anomaly_score+mask": median_ms(score, repeats),
+        f"torch[{device}] heatmaps E/D/V/argmax": median_ms(maps, repeats),
     }
 
 
@@ -83,12 +71,12 @@ def run(repeats: int, device: str | None) -> list[dict[str, Any]]:
         mask = score >= 0.7
         n_comp = label_components(mask).count
         stages = {
-            "np.add.reduce pass (baseline)": _median_ms(lambda p=probs: np.add.reduce(p, axis=0), repeats),
-            "anomaly_score": _median_ms(lambda p=probs: anomaly_score(p), repeats),
-            "mask a>=t": _median_ms(lambda s=score: s >= 0.7, repeats),
-            "label_components": _median_ms(lambda m=mask: label_components(m), repeats),
-            "component_metrics": _median_ms(lambda p=probs, m=mask: component_metrics(p, m), repeats),
-            "component_metrics(validate=False)": _median_ms(
+            "np.add.reduce pass (baseline)": median_ms(lambda p=probs: np.add.reduce(p, axis=0), repeats),
+            "anomaly_score": median_ms(lambda p=probs: anomaly_score(p), repeats),
+            "mask a>=t": median_ms(lambda s=score: s >= 0.7, repeats),
+            "label_components": median_ms(lambda m=mask: label_components(m), repeats),
+            "component_metrics": median_ms(lambda p=probs, m=mask: component_metrics(p, m), repeats),
+            "component_metrics(validate=False)": median_ms(
                 lambda p=probs, m=mask: component_metrics(p, m, validate=False), repeats
             ),
         }

@@ -135,6 +135,8 @@ class BrakeHintPolicy:
         labels: npt.NDArray[np.integer],
         p_false_positive: npt.ArrayLike,
         road: npt.NDArray[np.bool_] | None = None,
+        *,
+        areas: npt.NDArray[np.int64] | None = None,
     ) -> BrakeHint:
         """Advance one frame.
 
@@ -142,6 +144,7 @@ class BrakeHintPolicy:
             labels: (H, W) integer component labels at native resolution, 0 = background, k = component k.
             p_false_positive: (n,) meta-classifier P(false positive) of components 1..n.
             road: (H, W) bool predicted road, used when ``config.use_road``.
+            areas: (n,) corridor pixels per component if the caller already has :meth:`corridor_areas`.
         """
         p_fp = np.asarray(p_false_positive, dtype=np.float64).reshape(-1)
         if labels.ndim != 2:
@@ -149,7 +152,10 @@ class BrakeHintPolicy:
         if road is not None and road.shape != labels.shape:
             raise ValueError(f"brake policy: road mask {road.shape} differs from labels {labels.shape}")
         cfg = self.config
-        areas = self.corridor_areas(labels, len(p_fp), road)
+        if areas is None:
+            areas = self.corridor_areas(labels, len(p_fp), road)
+        elif areas.shape != p_fp.shape:
+            raise ValueError(f"brake policy: {areas.shape[0]} corridor areas for {p_fp.shape[0]} components")
         in_corridor = areas >= cfg.min_area_px
         qualifies = in_corridor & (p_fp <= cfg.max_p_false_positive)
         ids = tuple(int(i) + 1 for i in np.flatnonzero(qualifies))

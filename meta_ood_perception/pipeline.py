@@ -31,7 +31,7 @@ from .backends import Backend, create_backend
 from .brake import BrakeConfig, BrakeHint, BrakeHintPolicy
 from .bundle import Bundle, load_bundle
 from .components import ood_mask
-from .metrics import component_metrics
+from .metrics import ComponentMetrics, component_metrics
 from .preprocessing import check_frame, logits_to_probs, to_network_input
 from .scores import anomaly_score
 
@@ -180,9 +180,9 @@ class AnomalyPipeline:
         road = None
         if self.config.brake.use_road:
             road = np.argmax(probs, axis=0) == self.road_index
-        hint = self.brake_policy.update(labels, p_fp, road)
         corridor = self.brake_policy.corridor_areas(labels, n, road)
-        components = _component_infos(labels, n, p_fp, kept, corridor)
+        hint = self.brake_policy.update(labels, p_fp, road, areas=corridor)
+        components = _component_infos(labels, table, p_fp, kept, corridor)
         lap("brake")
         timings["total"] = (time.perf_counter() - t_start) * 1e3
         return FrameResult(score, kept_mask.astype(np.uint8, copy=False), labels, components, hint, timings)
@@ -213,26 +213,26 @@ class AnomalyPipeline:
 
 def _component_infos(
     labels: npt.NDArray[np.int32],
-    n: int,
+    table: ComponentMetrics,
     p_fp: npt.NDArray[np.float64],
     kept: npt.NDArray[np.bool_],
     corridor: npt.NDArray[np.int64],
 ) -> tuple[ComponentInfo, ...]:
+    """One :class:`ComponentInfo` per row of ``table``; area and centroid come from its S / mean_x / mean_y columns."""
+    n = len(table)
     if n == 0:
         return ()
-    index = np.arange(1, n + 1)
-    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    centers = ndimage.center_of_mass(np.ones_like(labels, dtype=np.uint8), labels, index)
+    area = table.column("S")
+    rows_mean, cols_mean = table.column("mean_x"), table.column("mean_y")  # the reference's naming: x = row
     slices = ndimage.find_objects(labels, max_label=n)
     out = []
     for k in range(n):
         rows, cols = slices[k]
-        cy, cx = centers[k]
         out.append(
             ComponentInfo(
                 id=k + 1, bbox=(cols.start, rows.start, cols.stop - 1, rows.stop - 1), area=int(area[k]),
-                centroid=(float(cx), float(cy)), p_false_positive=float(p_fp[k]), kept=bool(kept[k]),
-                corridor_area=int(corridor[k]),
+                centroid=(float(cols_mean[k]), float(rows_mean[k])), p_false_positive=float(p_fp[k]),
+                kept=bool(kept[k]), corridor_area=int(corridor[k]),
             )
         )  # fmt: skip
     return tuple(out)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import auc, average_precision_score, roc_auc_score, roc_curve
 
-from meta_ood_training.evaluation import PixelMetricsAccumulator, pixel_metrics
+from meta_ood_perception.evaluation import PixelMetricsAccumulator, pixel_metrics
 
 
 def _frames(seed=0, n=4):
@@ -81,7 +81,7 @@ def test_custom_labels_and_errors():
 
 
 def test_streaming_merges_in_batches_and_keeps_float32_keys(monkeypatch):
-    import meta_ood_training.evaluation as ev
+    import meta_ood_perception.evaluation as ev
 
     rng = np.random.default_rng(5)
     acc = ev.PixelMetricsAccumulator()

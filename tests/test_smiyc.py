@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from meta_ood_training.smiyc import SegmentMetricsAccumulator, frame_segments
+from meta_ood_perception.smiyc import SegmentMetricsAccumulator, frame_segments
 
 
 def _frame(h=20, w=20):

@@ -1,10 +1,10 @@
 """``meta-ood evaluate``: a bundle on an OoD test set — pixel metrics, SMIYC component metrics, meta classifier.
 
-For every frame: the network runs at the bundle's input size (the RGB frame resized bilinearly, normalized with the
-bundle's mean / std), its softmax is resized back to the frame; then the anomaly score gives the pixel metrics,
-the OoD mask (a ≥ t inside the labelled region) gives components and their 75 metrics, the bundle's meta
-classifier removes components with P(false positive) ≥ 0.5, and the remaining mask gives the SMIYC metrics and the
-false-positive / false-negative counts before and after removal.
+For every frame: the network runs at the bundle's input size and its logits are resized back to the frame before
+the softmax, exactly as in the runtime pipeline (:mod:`meta_ood_perception.preprocessing`); then the anomaly score
+gives the pixel metrics, the OoD mask (a ≥ t inside the labelled region) gives components and their 75 metrics,
+the bundle's meta classifier removes components with P(false positive) ≥ 0.5, and the remaining mask gives the
+SMIYC metrics and the false-positive / false-negative counts before and after removal.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -22,12 +21,13 @@ from tqdm.auto import tqdm
 
 from meta_ood_perception.bundle import Bundle
 from meta_ood_perception.components import ood_mask
+from meta_ood_perception.evaluation import PixelMetricsAccumulator
 from meta_ood_perception.metrics import component_metrics, ground_truth_metrics
+from meta_ood_perception.preprocessing import check_frame, logits_to_probs, to_network_input
 from meta_ood_perception.scores import anomaly_score
+from meta_ood_perception.smiyc import SegmentMetricsAccumulator, frame_segments
 
-from .evaluation import PixelMetricsAccumulator
 from .meta_cv import scores
-from .smiyc import SegmentMetricsAccumulator, frame_segments
 
 LOG = logging.getLogger(__name__)
 
@@ -35,20 +35,12 @@ LOG = logging.getLogger(__name__)
 def bundle_probabilities(
     bundle: Bundle, model: torch.nn.Module, image: npt.NDArray[np.uint8], device: str = "cpu"
 ) -> npt.NDArray[np.float32]:
-    """(C, H, W) float32 softmax of an (H, W, 3) uint8 RGB frame, at the frame's own resolution."""
-    height, width = image.shape[:2]
-    in_h, in_w = bundle.input_size
-    resized = (
-        image if (height, width) == (in_h, in_w) else cv2.resize(image, (in_w, in_h), interpolation=cv2.INTER_LINEAR)
-    )
-    x = torch.from_numpy(np.array(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
-    mean = torch.tensor(bundle.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(bundle.std, device=device).view(1, 3, 1, 1)
+    """(C, H, W) float32 softmax of an (H, W, 3) uint8 RGB frame at the frame's own resolution, with the runtime
+    pipeline's pre- and post-processing (:mod:`meta_ood_perception.preprocessing`)."""
+    x = to_network_input(check_frame(image), bundle.input_size, bundle.mean, bundle.std)
     with torch.no_grad():
-        logits = model((x - mean) / std)
-        if logits.shape[2:] != (height, width):
-            logits = torch.nn.functional.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-        return torch.softmax(logits, dim=1)[0].float().cpu().numpy()
+        logits = model(torch.from_numpy(x).to(device))[0].float().cpu().numpy()
+    return logits_to_probs(logits, image.shape[:2])
 
 
 def evaluate_bundle(

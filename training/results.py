@@ -34,18 +34,18 @@ import torch
 from tqdm.auto import tqdm
 
 from meta_ood_perception.components import ood_mask
+from meta_ood_perception.evaluation import PixelMetricsAccumulator
 from meta_ood_perception.metrics import component_metrics
 from meta_ood_perception.scores import anomaly_score
+from meta_ood_perception.smiyc import SegmentMetricsAccumulator, frame_segments
 
 from .default_bundle import DefaultBundleConfig, entropy_max_fine_tune, finite, train_closed_set
-from .evaluation import PixelMetricsAccumulator
 from .lars import incremental_evaluation, lars_order
 from .meta_cv import CVConfig, cross_validate
 from .meta_data import MetaDataset
 from .meta_extract import Frame, extract, model_frames
 from .meta_models import MLPConfig
 from .meta_report import plot_incremental, plot_lars_path, plot_roc_pr
-from .smiyc import SegmentMetricsAccumulator, frame_segments
 from .synthetic import SyntheticWorld
 
 LOG = logging.getLogger(__name__)
@@ -238,8 +238,8 @@ class _One:
 
 
 def _mean(values: list[float | None]) -> float:
-    finite = [v for v in values if v is not None and np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
+    kept = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(kept)) if kept else float("nan")
 
 
 def render_markdown(results: dict[str, Any]) -> str:
