@@ -186,7 +186,12 @@ class BrakeHintPolicy:
             reason = "clear: no anomaly"
         return BrakeHint(self._active, float(min(max(risk, 0.0), 1.0)), reason, True, hit, hits, ids)
 
-    def unavailable(self, reason: str) -> BrakeHint:
-        """Fail-safe hint for a frame perception could not process; the history is reset."""
-        self.reset()
+    def unavailable(self, reason: str, *, reset: bool = True) -> BrakeHint:
+        """Fail-safe hint for a frame perception could not process.
+
+        ``reset`` forgets the history (a backend failure, an input timeout); a single bad input frame passes
+        ``reset=False`` so that one corrupt frame cannot cancel the persistence of a real hazard.
+        """
+        if reset:
+            self.reset()
         return BrakeHint(False, 1.0, f"perception unavailable: {reason}", available=False)

@@ -239,6 +239,56 @@ def cmd_build_engine(args: argparse.Namespace) -> None:
     LOG.info("engine checked on %s: outputs %s", info.gpu, {k: v.shape for k, v in outputs.items()})
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    """Synthetic drive → rosbag → replay through the default bundle on the CPU → bag, video, plots, report."""
+    _training()
+    from meta_ood_training.demo import DemoConfig, run_demo
+
+    config = DemoConfig(out=args.out, seed=args.seed, frames=args.frames, height=args.size[0], width=args.size[1],
+                        bundle=args.bundle, backend=args.backend)  # fmt: skip
+    summary = run_demo(config, progress=not args.no_progress)
+    pixel = summary.get("labels", {}).get("pixel", {})
+    LOG.info("demo: %d frames, pixel AUROC %.3f / AUPRC %.3f, %d brake event(s), %.1f s", summary["frames_processed"],
+             pixel.get("auroc", float("nan")), pixel.get("auprc", float("nan")), len(summary["brake_events"]),
+             summary["demo_s"])  # fmt: skip
+    LOG.info("demo: wrote %s (report %s, video %s)", args.out, summary["paths"]["REPORT.md"],
+             summary["paths"]["annotated.mp4"])  # fmt: skip
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay a rosbag through the node's pipeline and write its outputs to an MCAP bag (+ summary, video)."""
+    from .ros.params import NodeConfig, load_param_file
+    from .ros.replay import ReplayOptions, replay
+
+    params = load_param_file(args.params) if args.params else {}
+    overrides = {
+        "bundle": args.bundle, "backend": args.backend, "providers": args.provider, "device": args.device,
+        "engine": args.engine, "threads": args.threads, "threshold": args.threshold,
+    }  # fmt: skip
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    if args.no_score:
+        params["publish_score"] = False
+    config = NodeConfig.from_params(params)
+    options = ReplayOptions(
+        image_topics=tuple(args.image_topic or ()), label_topic=args.label_topic, summary=args.summary,
+        video=args.video, overwrite=args.overwrite, per_frame=args.per_frame,
+    )  # fmt: skip
+    summary = replay(args.in_bag, args.out, config, options)
+    total = summary["latency_ms"].get("total", {})
+    LOG.info("replay: %d frames in, %d processed, %d rejected; latency p50 %.1f / p99 %.1f ms; %d brake event(s)"
+             " -> %s%s", summary["frames_in"], summary["frames_processed"], summary["frames_rejected"],
+             total.get("p50", float("nan")), total.get("p99", float("nan")), len(summary["brake_events"]), args.out,
+             f" (summary {args.summary})" if args.summary else "")  # fmt: skip
+    for r in summary["rejections"][:20]:
+        LOG.warning("replay: rejected %s stamp %s: %s", r["topic"], r["stamp_ns"], r["reason"])
+    if summary["interrupted"]:
+        LOG.warning(
+            "replay: interrupted by %s; the output bag holds the frames processed so far", summary["interrupted"]
+        )
+        return 130 if summary["interrupted"] == "SIGINT" else 143
+    return 0
+
+
 def _onnx_input_shape(path: Path, size: list[int] | None) -> tuple[int, int, int, int]:
     import onnx
 
@@ -359,6 +409,34 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--out", default=Path("docs"), type=Path, help="folder for RESULTS.md and results/*.png")
     res.add_argument("--smoke", action="store_true", help="tiny, fast run that checks every step only")
     res.set_defaults(func=cmd_results)
+    rep = sub.add_parser("replay", help=cmd_replay.__doc__)
+    rep.add_argument("in_bag", type=Path, help="rosbag2 directory / .mcap / .db3 file, or a rosbag1 .bag")
+    rep.add_argument("--out", type=Path, required=True, help="output bag directory (MCAP, metadata version 8)")
+    rep.add_argument("--image-topic", action="append", help="image topic to process (repeat; default: all of them)")
+    rep.add_argument("--label-topic", help="mono8 labels (0 / 1 / 255) matched by stamp, for pixel / SMIYC metrics")
+    rep.add_argument("--params", type=Path, help="node parameter file (config/anomaly_node.param.yaml format)")
+    rep.add_argument("--bundle", help="bundle directory or 'default' (overrides --params)")
+    rep.add_argument("--backend", help="onnxruntime (default), torch or tensorrt")
+    rep.add_argument("--provider", action="append", help="onnxruntime provider in order: tensorrt, cuda, cpu")
+    rep.add_argument("--device", help="torch backend device (cpu, cuda)")
+    rep.add_argument("--engine", help="tensorrt backend engine file")
+    rep.add_argument("--threads", type=int, help="CPU inference threads")
+    rep.add_argument("--threshold", type=float, help="anomaly threshold in [0, 1] (default: the bundle's)")
+    rep.add_argument("--no-score", action="store_true", help="do not write the anomaly_score topics")
+    rep.add_argument("--summary", type=Path, help="JSON summary to write")
+    rep.add_argument("--video", type=Path, help="annotated MP4 of the first camera")
+    rep.add_argument("--per-frame", action="store_true", help="add one record per frame to the summary")
+    rep.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    rep.set_defaults(func=cmd_replay)
+    demo = sub.add_parser("demo", help=cmd_demo.__doc__)
+    demo.add_argument("--out", type=Path, default=Path("meta_ood_demo"), help="output folder (default meta_ood_demo)")
+    demo.add_argument("--seed", type=int, default=2024, help="seed of the synthetic drive")
+    demo.add_argument("--frames", type=int, default=200, help="frames in the drive (10 per second)")
+    demo.add_argument("--size", type=int, nargs=2, default=[256, 512], metavar=("H", "W"), help="camera resolution")
+    demo.add_argument("--bundle", default="default", help="bundle directory or 'default'")
+    demo.add_argument("--backend", default="onnxruntime", help="onnxruntime, torch or tensorrt")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -366,16 +444,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``meta-ood``; returns the exit status (0 ok, 2 a user error printed as one line)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    func: Callable[[argparse.Namespace], None] = args.func
+    func: Callable[[argparse.Namespace], int | None] = args.func
     try:
-        func(args)
+        status = func(args)
     except CLIError as err:
         LOG.error("meta-ood %s: %s", args.command, err)
         return 2
     except (ValueError, FileNotFoundError) as err:  # data / configuration errors carry their own message
         LOG.error("meta-ood %s: %s", args.command, err)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -142,6 +142,14 @@ class AnomalyPipeline:
         """Forget the brake history (new drive, gap in the stream)."""
         self.brake_policy.reset()
 
+    def warm_up(self, height: int | None = None, width: int | None = None) -> float:
+        """Run one grey frame (default: the bundle's input size) so that the first real frame does not pay for
+        loading kernels and allocating buffers; the brake history is reset afterwards. Returns its milliseconds."""
+        h, w = height or self.bundle.input_size[0], width or self.bundle.input_size[1]
+        result = self.process(np.full((h, w, 3), 128, np.uint8))
+        self.reset()
+        return result.timings_ms["total"]
+
     def process(self, image: npt.NDArray[np.uint8]) -> FrameResult:
         """Run all stages on an (H, W, 3) uint8 RGB frame.
 

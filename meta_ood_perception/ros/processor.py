@@ -1,0 +1,198 @@
+"""One camera's message → output messages step, shared by the ROS node and ``meta-ood replay`` (no ROS imports).
+
+:class:`CameraProcessor` decodes an input message, runs the :class:`~meta_ood_perception.pipeline.AnomalyPipeline`
+and builds the output messages (mask, score, detections, brake hint), each carrying the input header. It never
+raises for a bad frame: a frame that cannot be decoded or processed comes back with ``error`` set, a fail-safe
+brake hint (``available=False``) and no other outputs. :class:`ProcessingStats` counts frames, rejections and drops
+and keeps per-stage latencies for ``/diagnostics`` and the replay summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..brake import BrakeHint
+from ..pipeline import STAGES, AnomalyPipeline, FrameResult
+from . import conversions as cv
+from .params import CameraTopics
+
+LOG = logging.getLogger(__name__)
+
+#: Latency stages reported per frame: decoding, the pipeline's stages, encoding of the outputs, and the total.
+LATENCY_STAGES = ("decode", *STAGES, "encode", "total")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A frame that produced no perception output.
+
+    Attributes:
+        topic: input topic. stamp_ns: header stamp (None when the header itself was unreadable).
+        reason: one line. kind: ``"input"`` (the frame is bad) or ``"fault"`` (the backend / pipeline failed).
+    """
+
+    topic: str
+    stamp_ns: int | None
+    reason: str
+    kind: str = "input"
+
+
+@dataclass
+class ProcessedFrame:
+    """What :meth:`CameraProcessor.process` made of one input message.
+
+    Attributes:
+        camera: the camera's topics. stamp_ns: header stamp, or None when unreadable.
+        image: (H, W, 3) uint8 RGB of the decoded frame (None if decoding failed).
+        result: the pipeline's result (None on error). brake: the brake hint for this frame (fail-safe on error).
+        messages: output name (``anomaly_mask``, ``anomaly_score``, ``detections``, ``emergency_brake``) → message;
+            on error only ``emergency_brake`` (when the header was readable).
+        error: the rejection, or None. timings_ms: per :data:`LATENCY_STAGES` (empty on error).
+    """
+
+    camera: CameraTopics
+    stamp_ns: int | None
+    image: npt.NDArray[np.uint8] | None
+    result: FrameResult | None
+    brake: BrakeHint
+    messages: dict[str, Any]
+    error: Rejection | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class CameraProcessor:
+    """Input message → :class:`ProcessedFrame` for one camera (not thread-safe: one per camera)."""
+
+    def __init__(
+        self,
+        camera: CameraTopics,
+        pipeline: AnomalyPipeline,
+        types: cv.MessageTypes,
+        *,
+        publish_score: bool = True,
+        publish_detections: bool = True,
+    ) -> None:
+        self.camera = camera
+        self.pipeline = pipeline
+        self.types = types
+        self.publish_score = publish_score
+        self.publish_detections = publish_detections
+
+    def process(self, msg: Any) -> ProcessedFrame:
+        """Decode, run and encode one ``Image`` / ``CompressedImage``; never raises for a bad frame."""
+        t0 = time.perf_counter()
+        header = getattr(msg, "header", None)
+        try:
+            stamp: int | None = cv.stamp_ns(header)
+        except (AttributeError, TypeError, ValueError):
+            stamp, header = None, None
+        try:
+            image = cv.message_to_rgb(msg)
+        except (ValueError, AttributeError, TypeError) as err:
+            return self._reject(header, stamp, None, f"bad frame: {_line(err)}", "input", reset=False)
+        t1 = time.perf_counter()
+        try:
+            result = self.pipeline.process(image)
+        except ValueError as err:
+            kind = "fault" if "network output" in str(err) else "input"
+            return self._reject(header, stamp, image, _line(err), kind, reset=kind == "fault")
+        except Exception as err:  # a backend that fails must not take the node or the replay down
+            LOG.debug("pipeline failure", exc_info=True)
+            return self._reject(header, stamp, image, f"backend failure: {type(err).__name__}: {_line(err)}", "fault")
+        t2 = time.perf_counter()
+        t = self.types
+        messages: dict[str, Any] = {"anomaly_mask": cv.mask_to_msg(result.mask, header, t)}
+        if self.publish_score:
+            messages["anomaly_score"] = cv.score_to_msg(result.score, header, t)
+        if self.publish_detections:
+            messages["detections"] = cv.detections_to_msg(result.components, header, t)
+        messages["emergency_brake"] = cv.brake_to_msg(result.brake, header, t)
+        t3 = time.perf_counter()
+        timings = {"decode": (t1 - t0) * 1e3, **result.timings_ms, "encode": (t3 - t2) * 1e3}
+        timings["total"] = (t3 - t0) * 1e3
+        return ProcessedFrame(self.camera, stamp, image, result, result.brake, messages, None, timings)
+
+    def unavailable(self, header: Any, reason: str) -> ProcessedFrame:
+        """A fail-safe brake output for ``header`` (e.g. no input for too long); resets the brake history."""
+        hint = self.pipeline.brake_policy.unavailable(reason)
+        messages = {"emergency_brake": cv.brake_to_msg(hint, header, self.types)}
+        return ProcessedFrame(self.camera, cv.stamp_ns(header), None, None, hint, messages)
+
+    def _reject(
+        self,
+        header: Any,
+        stamp: int | None,
+        image: npt.NDArray[np.uint8] | None,
+        reason: str,
+        kind: str,
+        *,
+        reset: bool = True,
+    ) -> ProcessedFrame:
+        hint = self.pipeline.brake_policy.unavailable(reason, reset=reset)
+        messages = {}
+        if header is not None:
+            with contextlib.suppress(AttributeError, TypeError, ValueError):  # a header with unusable fields
+                messages["emergency_brake"] = cv.brake_to_msg(hint, header, self.types)
+        rejection = Rejection(self.camera.input, stamp, reason, kind)
+        return ProcessedFrame(self.camera, stamp, image, None, hint, messages, rejection)
+
+
+def _line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+class ProcessingStats:
+    """Frame counts, rejections and per-stage latencies.
+
+    Args:
+        keep: how many rejections and latency samples to keep (None = all, for replay; the node keeps a window).
+    """
+
+    def __init__(self, keep: int | None = None) -> None:
+        self.frames_in = 0
+        self.frames_processed = 0
+        self.frames_rejected = 0
+        self.frames_dropped = 0
+        self.faults = 0
+        self.consecutive_faults = 0
+        self.rejections: deque[Rejection] = deque(maxlen=keep)
+        self.latency_ms: dict[str, deque[float]] = {s: deque(maxlen=keep) for s in LATENCY_STAGES}
+
+    def add(self, frame: ProcessedFrame) -> None:
+        """Count one processed or rejected frame."""
+        if frame.error is None:
+            self.frames_processed += 1
+            self.consecutive_faults = 0
+            for stage, ms in frame.timings_ms.items():
+                if stage in self.latency_ms:
+                    self.latency_ms[stage].append(ms)
+            return
+        self.frames_rejected += 1
+        self.rejections.append(frame.error)
+        if frame.error.kind == "fault":
+            self.faults += 1
+            self.consecutive_faults += 1
+
+    def reject(self, rejection: Rejection) -> None:
+        """Count a message rejected before it reached a processor (e.g. one that does not deserialize)."""
+        self.frames_rejected += 1
+        self.rejections.append(rejection)
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        """``{stage: {"p50", "p95", "p99", "mean"}}`` in milliseconds (stages without samples are left out)."""
+        out = {}
+        for stage, values in self.latency_ms.items():
+            if values:
+                a = np.fromiter(values, np.float64)
+                p50, p95, p99 = np.percentile(a, [50, 95, 99])
+                out[stage] = {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(a.mean())}
+        return out
