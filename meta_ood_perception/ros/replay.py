@@ -62,7 +62,8 @@ class ReplayOptions:
     """What to replay and what to write besides the output bag.
 
     Attributes:
-        image_topics: topics to process; empty = every Image / CompressedImage topic of the bag.
+        image_topics: topics to process; empty = every Image / CompressedImage topic of the bag except label
+            topics (a name segment containing ``label``) and the node's own ``anomaly_mask`` / ``anomaly_score``.
         label_topic: mono8 labels (0 / 1 / 255) matched to frames by stamp, for metrics; None = no metrics.
         summary: JSON summary path (None = not written; :func:`replay` returns it either way).
         video: annotated MP4 of the first camera (None = none).
@@ -132,11 +133,17 @@ def _describe(topics: dict[str, str]) -> str:
     return ", ".join(f"{t} ({m.rsplit('/', 1)[-1]})" for t, m in sorted(topics.items())) or "none"
 
 
+def _derived(topic: str) -> bool:
+    """A label topic (a name segment containing "label") or one of the node's outputs: not a camera."""
+    segments = topic.strip("/").split("/")
+    return segments[-1] in OUTPUT_TYPES or any("label" in seg for seg in segments)
+
+
 def _select(reader: Any, options: ReplayOptions, bag: Path) -> tuple[list[Any], list[Any]]:
     images = image_topics(reader)
     all_topics = {c.topic: c.msgtype for c in reader.connections}
-    # default: every image topic but the label topic and the node's own outputs (anomaly_mask, anomaly_score)
-    derived = {options.label_topic} | {t for t in images if t.rsplit("/", 1)[-1] in OUTPUT_TYPES}
+    # default: every image topic but label topics and the node's own outputs (anomaly_mask, anomaly_score)
+    derived = {options.label_topic} | {t for t in images if _derived(t)}
     wanted = list(options.image_topics) or sorted(set(images) - derived)
     if not wanted:
         raise ReplayError(f"{bag} has no image topics (sensor_msgs/msg/Image or CompressedImage); its topics: "
@@ -476,6 +483,7 @@ def _run(
                     if video is not None and topic == video_topic and frame.image is not None:
                         video.add(frame.stamp_ns, _annotated(frame, processors[topic]))
                 done += 1
+                LOG.debug("replay: frame %d of %d done (%s)", done, total, topic)
                 if on_frame is not None:
                     on_frame(done, total)
                 now = time.perf_counter()

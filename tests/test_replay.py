@@ -1,0 +1,244 @@
+"""`meta-ood replay`: real rosbag2 bags in (MCAP, sqlite3), an MCAP bag out, cross-checked with the mcap readers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from meta_ood_perception.pipeline import AnomalyPipeline
+from meta_ood_perception.ros import conversions as cv
+from meta_ood_perception.ros.params import NodeConfig
+from meta_ood_perception.ros.replay import BagWriter, ReplayError, ReplayOptions, replay
+from meta_ood_training.drive_bag import write_drive_bag
+from meta_ood_training.synthetic import drive
+
+T = cv.RosbagsTypes()
+TOPIC = "/camera/front/image_raw"
+LABELS = "/camera/front/anomaly_labels"
+OUT_TOPICS = {f"/camera/front/{n}" for n in ("anomaly_mask", "anomaly_score", "detections", "emergency_brake")}
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from meta_ood_perception.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def header(stamp_ns: int, frame_id: str = "cam"):
+    return T.get("std_msgs/msg/Header")(
+        stamp=T.get("builtin_interfaces/msg/Time")(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id=frame_id
+    )
+
+
+def image_msg(pixels, encoding, stamp_ns, step=None, data=None):
+    h, w = pixels.shape[:2]
+    rows = pixels.reshape(h, -1)
+    step = step or rows.shape[1]
+    padded = np.zeros((h, step), np.uint8)
+    padded[:, : rows.shape[1]] = rows
+    return T.get("sensor_msgs/msg/Image")(
+        header=header(stamp_ns), height=h, width=w, encoding=encoding, is_bigendian=0, step=step,
+        data=padded.reshape(-1) if data is None else data,
+    )  # fmt: skip
+
+
+def read_mcap(bag: Path) -> dict[str, list]:
+    """Every message of the output bag, decoded by the mcap + mcap-ros2-support readers (not by rosbags)."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    files = list(bag.glob("*.mcap"))
+    assert len(files) == 1
+    out: dict[str, list] = {}
+    with files[0].open("rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        for schema, channel, message, decoded in reader.iter_decoded_messages():
+            out.setdefault(channel.topic, []).append(Decoded(schema.name, message.log_time, decoded))
+    return out
+
+
+@dataclass
+class Decoded:
+    schema: str
+    log_time_ns: int
+    ros_msg: Any
+
+
+@pytest.fixture(scope="module")
+def drive_bag(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bags") / "drive"
+    return write_drive_bag(path, seed=31, frames=12, height=128, width=256)
+
+
+def test_replay_writes_mcap_outputs_with_input_stamps_and_metrics(drive_bag, tmp_path):
+    out = tmp_path / "out"
+    summary_path = tmp_path / "summary.json"
+    options = ReplayOptions(label_topic=LABELS, summary=summary_path, video=tmp_path / "v.mp4", per_frame=True)
+    summary = replay(drive_bag.path, out, options=options)
+
+    assert summary["frames_in"] == summary["frames_processed"] == 12 and summary["frames_rejected"] == 0
+    assert summary["rejections"] == [] and summary["interrupted"] is None
+    for stage in ("decode", "inference", "components", "total"):
+        q = summary["latency_ms"][stage]
+        assert 0 <= q["p50"] <= q["p95"] <= q["p99"]
+    assert summary["labels"]["frames"] == 12 and summary["labels"]["pixel"]["auroc"] > 0.9
+    assert 0 <= summary["labels"]["components"]["mean_F1"] <= 1
+    assert summary["video"]["frames"] == 12 and (tmp_path / "v.mp4").stat().st_size > 0
+    assert json.loads(summary_path.read_text())["frames_processed"] == 12
+    stamps = [f["stamp_ns"] for f in summary["frames"]]
+    assert stamps == sorted(stamps)
+
+    metadata = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert metadata["version"] == 8 and metadata["storage_identifier"] == "mcap"
+    messages = read_mcap(out)
+    assert set(messages) == OUT_TOPICS
+    assert all(len(v) == 12 for v in messages.values())
+    assert messages["/camera/front/anomaly_mask"][0].schema == "sensor_msgs/msg/Image"
+    assert messages["/camera/front/detections"][0].schema == "vision_msgs/msg/Detection2DArray"
+    input_stamps = [1_700_000_000_000_000_000 + i * 100_000_000 for i in range(12)]
+    for topic, items in messages.items():
+        got = [m.ros_msg.header.stamp.sec * 10**9 + m.ros_msg.header.stamp.nanosec for m in items]
+        assert got == input_stamps, topic
+        assert [m.log_time_ns for m in items] == [s + 2_000_000 for s in input_stamps]
+        assert all(m.ros_msg.header.frame_id == "camera_front" for m in items)
+
+    # the outputs equal the pipeline run directly on the same frames
+    pipeline = AnomalyPipeline.from_bundle("default")
+    frames = drive(31, 12, 128, 256)
+    for i in (0, 11):
+        expected = pipeline.process(frames[i][0])
+        mask = messages["/camera/front/anomaly_mask"][i].ros_msg
+        assert (mask.encoding, mask.height, mask.width) == ("mono8", 128, 256)
+        got = np.frombuffer(bytes(mask.data), np.uint8).reshape(128, 256)
+        np.testing.assert_array_equal(got, expected.mask * 255)
+        score = messages["/camera/front/anomaly_score"][i].ros_msg
+        assert score.encoding == "32FC1"
+        np.testing.assert_allclose(cv.msg_to_score(score), expected.score, atol=1e-6)
+        dets = messages["/camera/front/detections"][i].ros_msg.detections
+        assert len(dets) == len(expected.kept)
+    last = messages["/camera/front/emergency_brake"][-1].ros_msg.status[0]
+    assert last.name == "emergency_brake" and {kv.key for kv in last.values} >= {"active", "available", "risk"}
+    # the hazard approaches in the ego lane: the hint must come on, and the event is in the summary
+    assert any(e["event"] == "on" for e in summary["brake_events"])
+
+
+def test_sqlite3_input_and_compressed_frames(tmp_path):
+    bag = write_drive_bag(tmp_path / "in", seed=5, frames=4, height=96, width=192, encoding="jpeg", storage="sqlite3")
+    assert bag.image_topic == TOPIC + "/compressed"
+    summary = replay(bag.path, tmp_path / "out")
+    assert summary["frames_processed"] == 4
+    assert set(summary["cameras"]) == {TOPIC + "/compressed"}
+    messages = read_mcap(tmp_path / "out")
+    assert set(messages) == OUT_TOPICS and messages["/camera/front/anomaly_mask"][0].ros_msg.width == 192
+
+
+def test_mixed_encodings_padding_and_bad_frames_are_counted(tmp_path):
+    frames = [image for image, _ in drive(9, 6, 96, 192)]
+    t0 = 1_000_000_000_000
+    good = {}
+    with BagWriter(tmp_path / "in") as bag:
+        msgs = [
+            image_msg(frames[0], "rgb8", t0),
+            image_msg(np.ascontiguousarray(frames[1][..., ::-1]), "bgr8", t0 + 1, step=192 * 3 + 7),  # row padding
+            image_msg(np.dstack([frames[2], np.full((96, 192), 255, np.uint8)]), "rgba8", t0 + 2),
+            image_msg(frames[3], "yuv422", t0 + 3),  # unsupported encoding
+            image_msg(frames[4], "rgb8", t0 + 4, data=np.zeros(96 * 192 * 3 - 100, np.uint8)),  # truncated frame
+            image_msg(frames[5][..., 0].copy(), "mono8", t0 + 6),
+        ]
+        for i, msg in enumerate(msgs):
+            bag.write(TOPIC, "sensor_msgs/msg/Image", msg, t0 + i * 10)
+        # a message cut in the middle of its CDR bytes
+        raw = T.typestore.serialize_cdr(image_msg(frames[0], "rgb8", t0 + 5), "sensor_msgs/msg/Image")
+        bag.write_raw(TOPIC, "sensor_msgs/msg/Image", raw[:40], t0 + 55)
+        good = {0: frames[0], 1: frames[1], 2: frames[2]}
+    summary = replay(tmp_path / "in", tmp_path / "out", options=ReplayOptions(per_frame=True))
+    assert summary["frames_in"] == 7
+    assert summary["frames_processed"] == 4 and summary["frames_rejected"] == 3
+    reasons = {r["stamp_ns"]: r["reason"] for r in summary["rejections"]}
+    assert "yuv422" in reasons[t0 + 3]
+    assert "bytes" in reasons[t0 + 4]
+    assert any("corrupt message" in r for r in reasons.values())
+    messages = read_mcap(tmp_path / "out")
+    masks = {m.ros_msg.header.stamp.nanosec: m.ros_msg for m in messages["/camera/front/anomaly_mask"]}
+    pipeline = AnomalyPipeline.from_bundle("default")
+    for i, frame in good.items():
+        expected = pipeline.process(frame).mask * 255
+        np.testing.assert_array_equal(np.frombuffer(bytes(masks[t0 % 10**9 + i].data), np.uint8).reshape(96, 192),
+                                      expected)  # fmt: skip
+    # rejected frames with a readable header still get a brake message saying perception was unavailable
+    brakes = {m.ros_msg.header.stamp.nanosec: m.ros_msg for m in messages["/camera/front/emergency_brake"]}
+    down = cv.msg_to_brake(brakes[t0 % 10**9 + 3])
+    assert down["level"] == cv.STALE and not down["available"] and "yuv422" in down["reason"]
+    assert len(brakes) == 6  # 4 processed + 2 rejected with a header; the corrupt message has none
+
+
+def test_cli_errors_are_one_line_and_list_image_topics(drive_bag, tmp_path):
+    res = cli("replay", str(drive_bag.path), "--out", str(tmp_path / "o"), "--image-topic", "/nope")
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "/nope" in lines[0] and TOPIC in lines[0] and LABELS in lines[0]
+    not_bag = tmp_path / "notes.txt"
+    not_bag.write_text("hello")
+    res = cli("replay", str(not_bag), "--out", str(tmp_path / "o2"))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "not a readable" in res.stderr
+    res = cli("replay", str(tmp_path / "missing"), "--out", str(tmp_path / "o3"))
+    assert res.returncode == 2 and "no such file" in res.stderr
+    res = cli("replay", str(drive_bag.path), "--out", str(tmp_path / "o4"), "--image-topic", LABELS + "x")
+    assert res.returncode == 2
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o4").exists()
+
+
+def test_cli_replay_and_existing_output(drive_bag, tmp_path):
+    out = tmp_path / "out"
+    res = cli("replay", str(drive_bag.path), "--out", str(out), "--image-topic", TOPIC, "--label-topic", LABELS,
+              "--summary", str(tmp_path / "s.json"), "--no-score")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "/camera/front/anomaly_score" not in read_mcap(out)
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames_processed"] == 12 and summary["labels"]["pixel"]["auprc"] > 0.5
+    res = cli("replay", str(drive_bag.path), "--out", str(out))
+    assert res.returncode == 2 and "--overwrite" in res.stderr
+    assert cli("replay", str(drive_bag.path), "--out", str(out), "--overwrite").returncode == 0
+
+
+def test_bad_settings_and_empty_bag(drive_bag, tmp_path):
+    with pytest.raises(ReplayError, match="must differ"):
+        replay(drive_bag.path, drive_bag.path)
+    with BagWriter(tmp_path / "empty") as bag:
+        bag.writer.add_connection(TOPIC, "sensor_msgs/msg/Image", typestore=T.typestore)
+    with pytest.raises(ReplayError, match="holds no messages"):
+        replay(tmp_path / "empty", tmp_path / "out")
+    with pytest.raises(ValueError, match="parameter threshold"):
+        NodeConfig.from_params({"threshold": 1.5})
+    with pytest.raises(ValueError, match="bundle"):
+        replay(drive_bag.path, tmp_path / "o", NodeConfig.from_params({"bundle": str(tmp_path / "no_bundle")}))
+
+
+def test_sigint_leaves_a_readable_bag_with_every_processed_frame(tmp_path):
+    bag = write_drive_bag(tmp_path / "in", seed=3, frames=400, height=64, width=128, label_topic=None)
+    code = "import sys; from meta_ood_perception.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = [sys.executable, "-c", code, "-v", "replay", str(bag.path), "--out", str(tmp_path / "out"),
+            "--summary", str(tmp_path / "s.json")]  # fmt: skip
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:
+        if "frame 20 of" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["interrupted"] == "SIGINT" and 20 <= summary["frames_processed"] < 400
+    messages = read_mcap(tmp_path / "out")
+    assert len(messages["/camera/front/anomaly_mask"]) == summary["frames_processed"]
+    assert len(messages["/camera/front/emergency_brake"]) == summary["frames_processed"]
