@@ -118,12 +118,7 @@ class AnomalyPipeline:
     def __init__(self, bundle: Bundle, backend: Backend, config: PipelineConfig | None = None) -> None:
         self.bundle = bundle
         self.backend = backend
-        self.config = config or PipelineConfig()
-        self.threshold = bundle.threshold if self.config.threshold is None else self.config.threshold
-        if self.config.road_class not in bundle.class_names:
-            raise ValueError(f"road_class {self.config.road_class!r} is not one of the bundle's classes")
-        self.road_index = bundle.class_names.index(self.config.road_class)
-        self.brake_policy = BrakeHintPolicy(self.config.brake)
+        self.configure(config or PipelineConfig())
 
     @classmethod
     def from_bundle(
@@ -137,6 +132,19 @@ class AnomalyPipeline:
         """Load ``bundle`` (a :class:`Bundle`, a directory or ``"default"``) and create ``backend`` with ``options``."""
         loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         return cls(loaded, create_backend(backend, loaded, **options), config)
+
+    def configure(self, config: PipelineConfig) -> None:
+        """Apply new settings (threshold, meta-classifier cut, brake policy, road class); the brake history restarts.
+
+        Raises:
+            ValueError: ``config.road_class`` is not a class of the bundle (nothing is changed then).
+        """
+        if config.road_class not in self.bundle.class_names:
+            raise ValueError(f"road_class {config.road_class!r} is not one of the bundle's classes")
+        self.config = config
+        self.threshold = self.bundle.threshold if config.threshold is None else config.threshold
+        self.road_index = self.bundle.class_names.index(config.road_class)
+        self.brake_policy = BrakeHintPolicy(config.brake)
 
     def reset(self) -> None:
         """Forget the brake history (new drive, gap in the stream)."""

@@ -1,0 +1,313 @@
+"""``anomaly_node``: the rclpy shell around :class:`~meta_ood_perception.ros.processor.CameraProcessor`.
+
+A plain node (not a lifecycle node): the bundle and backend are loaded, and the pipeline warmed up, in the
+constructor, so the node either starts ready or exits with one line naming the bad parameter or model file.
+
+Per camera (``image_topics``): a subscription with queue depth ``qos.depth`` whose callback only stores the newest
+frame in a one-slot buffer (a frame replaced before it was processed is counted as dropped, never queued); one
+worker thread processes the newest frame of each camera in turn and publishes ``<ns>/anomaly_mask``,
+``<ns>/anomaly_score`` (optional), ``<ns>/detections`` (when ``vision_msgs`` is installed), ``<ns>/emergency_brake``
+(every output with the input header), and ``~/<camera>/processing_time_ms`` / ``~/<camera>/pipeline_latency_ms``
+(``std_msgs/Float64``). A timer publishes ``/diagnostics`` (one status per camera: state, rates, frames received /
+processed / rejected / dropped, faults, latency percentiles) and, while a camera has no input for
+``input_timeout_s`` or its backend is stalled or failing, a fail-safe ``emergency_brake`` that says perception is
+unavailable. A bad frame is logged (throttled), dropped and counted; the node never stops on one.
+
+Parameters (see :data:`~meta_ood_perception.ros.params.PARAMETERS` and ``config/anomaly_node.param.yaml``) are
+validated at start-up. At runtime ``threshold``, ``max_p_false_positive``, ``road_class``, ``brake.*``,
+``publish_score`` and ``max_rate_hz`` can be changed (validated the same way; the brake history restarts); the
+others are rejected with the reason that they need a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..bundle import load_bundle
+from ..pipeline import AnomalyPipeline
+from . import conversions as cv
+from .params import PARAMETERS, CameraTopics, NodeConfig
+from .processor import CameraProcessor, ProcessedFrame, ProcessingStats
+
+LIVE_PARAMETERS = {"threshold", "max_p_false_positive", "road_class", "publish_score", "max_rate_hz"}
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class _Camera:
+    """Runtime state of one camera: its processor, newest unprocessed frame, counters and publishers."""
+
+    topics: CameraTopics
+    processor: CameraProcessor
+    stats: ProcessingStats = field(default_factory=lambda: ProcessingStats(keep=1000))
+    slot: tuple[Any, float] | None = None
+    last_input: float = 0.0
+    last_processed: float = 0.0
+    busy_since: float | None = None
+    rate_in: list[float] = field(default_factory=list)
+    last_error: str = ""
+    publishers: dict[str, Any] = field(default_factory=dict)
+
+
+def _live(name: str) -> bool:
+    return name in LIVE_PARAMETERS or name.startswith("brake.")
+
+
+def make_node_class() -> type:
+    """Build the ``AnomalyNode`` class (rclpy is imported here, so that importing this module needs no ROS)."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+    from rclpy.node import Node
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CompressedImage, Image
+    from std_msgs.msg import Float64, Header
+
+    class AnomalyNode(Node):  # type: ignore[misc]
+        """See the module docstring."""
+
+        def __init__(self, node_name: str = "anomaly_node", **kwargs: Any) -> None:
+            super().__init__(node_name, **kwargs)
+            for name, (default, description) in PARAMETERS.items():
+                self.declare_parameter(name, default, ParameterDescriptor(description=description))
+            self.params = {name: self.get_parameter(name).value for name in PARAMETERS}
+            self.config = NodeConfig.from_params(_plain(self.params))  # ValueError names the bad parameter
+            bundle = load_bundle(self.config.bundle)
+            from ..backends import create_backend
+
+            self.backend = create_backend(self.config.backend, bundle, **self.config.backend_options)
+            self.types = cv.RclpyTypes()
+            self.detection_type: Any = None
+            try:
+                from vision_msgs.msg import Detection2DArray
+
+                self.detection_type = Detection2DArray
+            except ImportError:
+                self.get_logger().warning("vision_msgs is not installed: detections are not published")
+            qos_in = QoSProfile(
+                history=HistoryPolicy.KEEP_LAST, depth=self.config.qos_depth,
+                reliability=ReliabilityPolicy.BEST_EFFORT if self.config.qos_reliability == "best_effort"
+                else ReliabilityPolicy.RELIABLE,
+            )  # fmt: skip
+            qos_out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+            self.cameras: list[_Camera] = []
+            for topics in self.config.cameras:
+                pipeline = AnomalyPipeline(bundle, self.backend, self.config.pipeline)
+                warm = pipeline.warm_up()
+                processor = CameraProcessor(topics, pipeline, self.types, publish_score=self.config.publish_score,
+                                            publish_detections=self.detection_type is not None)  # fmt: skip
+                cam = _Camera(topics, processor, last_input=time.monotonic())
+                pub = cam.publishers
+                pub["anomaly_mask"] = self.create_publisher(Image, topics.outputs["anomaly_mask"], qos_out)
+                pub["anomaly_score"] = self.create_publisher(Image, topics.outputs["anomaly_score"], qos_out)
+                if self.detection_type is not None:
+                    pub["detections"] = self.create_publisher(self.detection_type, topics.outputs["detections"],
+                                                              qos_out)  # fmt: skip
+                pub["emergency_brake"] = self.create_publisher(
+                    DiagnosticArray, topics.outputs["emergency_brake"], qos_out
+                )
+                private = topics.name.replace("/", "_")
+                pub["processing_time_ms"] = self.create_publisher(Float64, f"~/{private}/processing_time_ms", 10)
+                pub["pipeline_latency_ms"] = self.create_publisher(Float64, f"~/{private}/pipeline_latency_ms", 10)
+                msg_type = CompressedImage if topics.compressed else Image
+                self.create_subscription(msg_type, topics.input, lambda m, c=cam: self._on_frame(c, m), qos_in)
+                self.cameras.append(cam)
+                self.get_logger().info(
+                    f"camera {topics.name}: {topics.input} -> {', '.join(sorted(topics.outputs.values()))} "
+                    f"(warm-up {warm:.0f} ms)"
+                )
+            self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            self.header_type = Header
+            self.float_type = Float64
+            self.lock = threading.Condition()
+            self.running = True
+            self.worker = threading.Thread(target=self._work, name="anomaly_worker", daemon=True)
+            self.worker.start()
+            self.timer = self.create_timer(self.config.diagnostics_period_s, self._on_timer)
+            self.add_on_set_parameters_callback(self._on_set_parameters)
+            self.get_logger().info(
+                f"ready: bundle {self.config.bundle}, {self.backend.description}, "
+                f"threshold {self.cameras[0].processor.pipeline.threshold:.2f}, {len(self.cameras)} camera(s)"
+            )
+
+        # -- input ------------------------------------------------------------------------------------------
+        def _on_frame(self, cam: _Camera, msg: Any) -> None:
+            now = time.monotonic()
+            with self.lock:
+                cam.stats.frames_in += 1
+                cam.last_input = now
+                cam.rate_in.append(now)
+                if cam.slot is not None:
+                    cam.stats.frames_dropped += 1  # replaced before it was processed: stale
+                cam.slot = (msg, now)
+                self.lock.notify()
+
+        def _next(self) -> tuple[_Camera, Any, float] | None:
+            with self.lock:
+                while self.running:
+                    ready = [c for c in self.cameras if c.slot is not None]
+                    if ready:
+                        cam = min(ready, key=lambda c: c.last_processed)
+                        assert cam.slot is not None
+                        msg, received = cam.slot
+                        cam.slot = None
+                        cam.busy_since = time.monotonic()
+                        return cam, msg, received
+                    self.lock.wait(timeout=0.2)
+            return None
+
+        def _work(self) -> None:
+            while True:
+                item = self._next()
+                if item is None:
+                    return
+                cam, msg, received = item
+                rate = self.config.max_rate_hz
+                if rate > 0 and time.monotonic() - cam.last_processed < 1.0 / rate:
+                    with self.lock:
+                        cam.stats.frames_dropped += 1
+                        cam.busy_since = None
+                    continue
+                frame = cam.processor.process(msg)
+                self._publish(cam, frame, received)
+
+        def _publish(self, cam: _Camera, frame: ProcessedFrame, received: float) -> None:
+            for name, out in frame.messages.items():
+                publisher = cam.publishers.get(name)
+                if publisher is not None:
+                    publisher.publish(out)
+            now = time.monotonic()
+            with self.lock:
+                cam.busy_since = None
+                cam.last_processed = now
+                cam.stats.add(frame)
+            if frame.error is not None:
+                cam.last_error = frame.error.reason
+                self.get_logger().warning(
+                    f"{cam.topics.input}: frame dropped: {frame.error.reason}", throttle_duration_sec=1.0
+                )
+                return
+            cam.publishers["processing_time_ms"].publish(self.float_type(data=(now - received) * 1e3))
+            if frame.stamp_ns is not None:
+                latency = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
+                cam.publishers["pipeline_latency_ms"].publish(self.float_type(data=latency))
+
+        # -- diagnostics and the fail-safe heartbeat ---------------------------------------------------------
+        def _on_timer(self) -> None:
+            now = time.monotonic()
+            header = self.header_type(stamp=self.get_clock().now().to_msg(), frame_id="")
+            statuses = []
+            for cam in self.cameras:
+                level, message, reason = self._state(cam, now)
+                if reason is not None:
+                    with self.lock:
+                        frame = cam.processor.unavailable(header, reason)
+                    cam.publishers["emergency_brake"].publish(frame.messages["emergency_brake"])
+                statuses.append(self._status(cam, level, message, now))
+            self.diagnostics.publish(cv.diagnostic_array(header, statuses, self.types))
+
+        def _state(self, cam: _Camera, now: float) -> tuple[int, str, str | None]:
+            """(level, message, fail-safe reason or None)."""
+            timeout = self.config.input_timeout_s
+            busy = cam.busy_since
+            if busy is not None and now - busy > timeout:
+                return cv.ERROR, f"backend stalled for {now - busy:.1f} s", f"backend stalled for {now - busy:.1f} s"
+            if cam.stats.consecutive_faults:
+                text = f"{cam.stats.consecutive_faults} consecutive failure(s): {cam.last_error}"
+                return cv.ERROR, text, text
+            if now - cam.last_input > timeout:
+                text = f"no input on {cam.topics.input} for {now - cam.last_input:.1f} s"
+                return cv.STALE, text, text
+            recent = [r for r in cam.stats.rejections][-1:]
+            if recent and now - cam.last_processed < timeout and cam.stats.frames_processed == 0:
+                return cv.WARN, f"every frame rejected: {recent[0].reason}", None
+            return cv.OK, "running", None
+
+        def _status(self, cam: _Camera, level: int, message: str, now: float) -> Any:
+            stats = cam.stats
+            with self.lock:
+                cam.rate_in = [t for t in cam.rate_in if now - t <= 5.0]
+                rate = len(cam.rate_in) / 5.0
+            values: dict[str, Any] = {
+                "state": ["OK", "WARN", "ERROR", "STALE"][level], "input_topic": cam.topics.input,
+                "input_rate_hz": rate, "frames_received": stats.frames_in, "frames_processed": stats.frames_processed,
+                "frames_rejected": stats.frames_rejected, "frames_dropped": stats.frames_dropped,
+                "faults": stats.faults, "last_error": cam.last_error, "backend": self.backend.description,
+            }  # fmt: skip
+            for stage, q in stats.percentiles().items():
+                if stage in ("inference", "total"):
+                    values.update({f"latency_{stage}_{k}_ms": v for k, v in q.items() if k != "mean"})
+            return cv.diagnostic_status(self.types, level, f"{self.get_name()}: {cam.topics.name}", message,
+                                        cam.topics.name, values)  # fmt: skip
+
+        # -- parameters at runtime ---------------------------------------------------------------------------
+        def _on_set_parameters(self, changes: Sequence[Any]) -> Any:
+            updated = dict(self.params)
+            for p in changes:
+                if p.name not in PARAMETERS:
+                    return SetParametersResult(successful=False, reason=f"unknown parameter {p.name}")
+                if not _live(p.name) and p.value != self.params[p.name]:
+                    return SetParametersResult(
+                        successful=False, reason=f"{p.name} takes effect only at start-up: restart the node"
+                    )
+                updated[p.name] = p.value
+            try:
+                config = NodeConfig.from_params(_plain(updated))
+                for cam in self.cameras:
+                    cam.processor.pipeline.configure(config.pipeline)  # validates road_class against the bundle
+            except ValueError as err:
+                self.get_logger().warning(f"rejected parameter change: {err}")
+                return SetParametersResult(successful=False, reason=str(err))
+            with self.lock:
+                for cam in self.cameras:
+                    cam.processor.publish_score = config.publish_score
+                self.params, self.config = updated, config
+            self.get_logger().info(f"parameters changed: {', '.join(p.name for p in changes)}")
+            return SetParametersResult(successful=True)
+
+        def destroy_node(self) -> None:
+            with self.lock:
+                self.running = False
+                self.lock.notify_all()
+            self.worker.join(timeout=5.0)
+            super().destroy_node()
+
+    return AnomalyNode
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    """rclpy gives array parameters as array.array / lists; NodeConfig wants lists."""
+    return {k: list(v) if not isinstance(v, str | bytes | bool | int | float) else v for k, v in params.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script ``anomaly_node``: start, spin until shutdown; a bad parameter or bundle exits with status 2."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=list(argv) if argv is not None else sys.argv)
+    node = None
+    try:
+        try:
+            node = make_node_class()()
+        except ValueError as err:  # parameters, bundle, backend: one line
+            rclpy.logging.get_logger("anomaly_node").fatal(f"cannot start: {err}")
+            return 2
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The real node under real rclpy (ROS 2 Jazzy wheels, Fast DDS), in a private network namespace.
+
+These tests run in ``.venv-ros`` (see ``requirements-ros.txt``) through ``tests/test_ros_node.py``, which starts
+them inside ``unshare -n`` with loopback multicast, ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and a fixed
+``ROS_DOMAIN_ID``, and passes the drive frames in ``META_OOD_ROS_FRAMES`` (an npz written by the main venv).
+In any other interpreter they skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed in this venv: see requirements-ros.txt")
+if os.environ.get("META_OOD_ROS_NETNS") != "1":
+    pytest.skip("real-ROS tests run only inside the private network namespace (tests/test_ros_node.py)",
+                allow_module_level=True)  # fmt: skip
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from meta_ood_perception.ros import conversions as cv  # noqa: E402
+from meta_ood_perception.ros.node import make_node_class  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPIC = "/cam/front/image_raw"
+T = cv.RclpyTypes()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    data = np.load(os.environ["META_OOD_ROS_FRAMES"])
+    return data["images"]
+
+
+@pytest.fixture(scope="module")
+def ros():
+    rclpy.init(args=["--ros-args", "--disable-external-lib-logs"])
+    yield
+    rclpy.shutdown()
+
+
+class Probe:
+    """A test node: publishes frames, records every output of the anomaly node."""
+
+    def __init__(self, node_params: list[Parameter]):
+        self.node = make_node_class()(parameter_overrides=node_params)
+        self.probe = rclpy.create_node("probe")
+        self.pub = self.probe.create_publisher(Image, TOPIC, 10)
+        self.got: dict[str, list] = {"mask": [], "score": [], "brake": [], "diag": []}
+        sub = self.probe.create_subscription
+        sub(Image, "/cam/front/anomaly_mask", lambda m: self.got["mask"].append(m), 50)
+        sub(Image, "/cam/front/anomaly_score", lambda m: self.got["score"].append(m), 50)
+        sub(DiagnosticArray, "/cam/front/emergency_brake", lambda m: self.got["brake"].append(m), 50)
+        sub(DiagnosticArray, "/diagnostics", lambda m: self.got["diag"].append(m), 50)
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.probe)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        self.wait(lambda: self.pub.get_subscription_count() > 0, 10, "discovery")
+
+    def wait(self, cond, timeout, what):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def send(self, msg):
+        self.pub.publish(msg)
+
+    def diag(self):
+        """Values of the latest /diagnostics status of the camera."""
+        for array in reversed(self.got["diag"]):
+            for s in array.status:
+                if s.name.endswith("cam/front"):
+                    return s, {kv.key: kv.value for kv in s.values}
+        return None, {}
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.probe.destroy_node()
+
+
+def image(pixels, encoding="rgb8", stamp=(100, 0), step=None, data=None, height=None, width=None):
+    h, w = pixels.shape[:2]
+    rows = pixels.reshape(h, -1)
+    step = step or rows.shape[1]
+    if data is None:
+        data = np.zeros((h, step), np.uint8)
+        data[:, : rows.shape[1]] = rows
+    msg = Image(header=Header(frame_id="cam_front"), height=h if height is None else height,
+                width=w if width is None else width, encoding=encoding, is_bigendian=0, step=step)  # fmt: skip
+    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+    msg.data = T.uint8_array(data)
+    return msg
+
+
+PARAMS = [Parameter("image_topics", value=[TOPIC]), Parameter("diagnostics_period_s", value=0.2),
+          Parameter("input_timeout_s", value=0.8), Parameter("qos.reliability", value="reliable")]  # fmt: skip
+
+
+def test_frames_with_a_hazard_give_masks_stamps_brake_and_diagnostics(ros, frames):
+    p = Probe(PARAMS)
+    try:
+        stamps = []
+        for i, frame in enumerate(frames):
+            encoding = "bgr8" if i % 2 else "rgb8"
+            pixels = frame[..., ::-1] if i % 2 else frame
+            msg = image(
+                np.ascontiguousarray(pixels), encoding, stamp=(200 + i, 5), step=frame.shape[1] * 3 + 4 * (i % 3)
+            )
+            stamps.append((200 + i, 5))
+            p.send(msg)
+            p.wait(lambda n=i + 1: len(p.got["mask"]) >= n, 20, f"mask {i}")
+        h, w = frames.shape[1:3]
+        masks = p.got["mask"]
+        assert [(m.header.stamp.sec, m.header.stamp.nanosec) for m in masks] == stamps
+        assert all(m.header.frame_id == "cam_front" and m.encoding == "mono8" and (m.height, m.width) == (h, w)
+                   for m in masks)  # fmt: skip
+        values = set(np.unique(np.concatenate([np.frombuffer(m.data, np.uint8) for m in masks])))
+        assert values <= {0, 255} and 255 in values
+        p.wait(lambda: len(p.got["brake"]) >= len(frames) and len(p.got["score"]) >= len(frames), 5, "brake, score")
+        brakes = [cv.msg_to_brake(b) for b in p.got["brake"]]
+        assert all(b["available"] for b in brakes[: len(frames)])
+        assert brakes[len(frames) - 1]["active"], brakes[len(frames) - 1]  # the hazard is close and in the lane
+        assert [(b.header.stamp.sec, b.header.stamp.nanosec) for b in p.got["brake"][: len(frames)]] == stamps
+        assert cv.msg_to_score(p.got["score"][0]).shape == (h, w)
+        time.sleep(0.5)
+        status, values = p.diag()
+        assert status is not None and values["frames_processed"] == str(len(frames)), values
+        assert values["frames_rejected"] == "0" and float(values["latency_total_p50_ms"]) > 0
+    finally:
+        p.close()
+
+
+def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, frames):
+    p = Probe(PARAMS)
+    try:
+        good = frames[-1]
+        bad = [
+            image(good, "yuv422", stamp=(300, 1)),  # unsupported encoding
+            image(good, "rgb8", stamp=(300, 2), data=np.zeros(100, np.uint8)),  # truncated
+            image(good, "rgb8", stamp=(300, 3), height=0, width=0, data=np.zeros(0, np.uint8)),  # zero size
+            image(good, "rgb8", stamp=(300, 4), step=10, data=np.zeros(10 * len(good), np.uint8)),  # step < a row
+            image(good, "16UC1", stamp=(300, 5)),  # lying / unsupported encoding
+        ]
+        for msg in bad:
+            p.send(msg)
+            time.sleep(0.05)
+        p.wait(lambda: len(p.got["brake"]) >= len(bad), 10, "fail-safe brake messages")
+        down = [cv.msg_to_brake(b) for b in p.got["brake"]]
+        assert all(not d["available"] and d["level"] == cv.STALE for d in down)
+        assert "yuv422" in down[0]["reason"]
+        p.send(image(good, "rgb8", stamp=(301, 0)))
+        p.wait(lambda: len(p.got["mask"]) >= 1, 20, "mask after bad frames")
+        assert p.got["mask"][0].header.stamp.sec == 301
+        time.sleep(0.5)
+        _, values = p.diag()
+        assert values["frames_rejected"] == str(len(bad)) and values["frames_processed"] == "1", values
+        assert values["frames_received"] == str(len(bad) + 1)
+    finally:
+        p.close()
+
+
+def test_no_input_is_reported_as_unavailable_not_as_clear(ros):
+    p = Probe(PARAMS)
+    try:
+        p.wait(lambda: any(not cv.msg_to_brake(b)["available"] for b in p.got["brake"]), 5, "unavailable heartbeat")
+        hint = next(cv.msg_to_brake(b) for b in p.got["brake"] if not cv.msg_to_brake(b)["available"])
+        assert "no input" in hint["reason"] and hint["level"] == cv.STALE
+        status, _ = p.diag()
+        assert status is not None and status.level == bytes([cv.STALE])
+    finally:
+        p.close()
+
+
+def test_parameters_are_validated_at_start_and_at_runtime(ros):
+    with pytest.raises(ValueError, match="parameter threshold"):
+        make_node_class()(parameter_overrides=[Parameter("threshold", value=1.5)])
+    with pytest.raises(ValueError, match="qos.reliability"):
+        make_node_class()(parameter_overrides=[Parameter("qos.reliability", value="sometimes")])
+    p = Probe(PARAMS)
+    try:
+        res = p.node.set_parameters([Parameter("threshold", value=2.0)])[0]
+        assert not res.successful and "threshold" in res.reason
+        res = p.node.set_parameters([Parameter("bundle", value="/elsewhere")])[0]
+        assert not res.successful and "restart" in res.reason
+        res = p.node.set_parameters([Parameter("brake.persistence_k", value=5)])[0]  # k > n
+        assert not res.successful and "persistence" in res.reason
+        res = p.node.set_parameters([Parameter("threshold", value=0.8), Parameter("brake.min_area_px", value=50)])
+        assert all(r.successful for r in res)
+        pipeline = p.node.cameras[0].processor.pipeline
+        assert pipeline.threshold == 0.8 and pipeline.brake_policy.config.min_area_px == 50
+    finally:
+        p.close()
+
+
+def _run_node(*ros_args: str, timeout: float = 60) -> subprocess.Popen[str]:
+    exe = Path(sys.executable).parent / "anomaly_node"
+    return subprocess.Popen([str(exe), "--ros-args", *ros_args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+
+
+def test_console_script_with_the_shipped_parameter_file(ros, frames):
+    bad = _run_node("-p", "threshold:=3.0")
+    out, _ = bad.communicate(timeout=60)
+    assert bad.returncode == 2 and "parameter threshold" in out
+    node = _run_node("--params-file", str(ROOT / "config" / "anomaly_node.param.yaml"),
+                     "-p", f"image_topics:=[{TOPIC}]")  # fmt: skip
+    probe = rclpy.create_node("script_probe")
+    got = []
+    probe.create_subscription(Image, "/cam/front/anomaly_mask", got.append, 10)
+    pub = probe.create_publisher(Image, TOPIC, 10)
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not got:
+            if pub.get_subscription_count():
+                pub.publish(image(frames[-1], stamp=(400, 0)))
+            rclpy.spin_once(probe, timeout_sec=0.2)
+        assert got and got[0].header.stamp.sec == 400
+    finally:
+        node.terminate()
+        out, _ = node.communicate(timeout=30)
+        probe.destroy_node()
+    assert "ready" in out, out
