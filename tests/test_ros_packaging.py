@@ -57,7 +57,7 @@ def test_package_xml_lists_every_ros_dependency():
         "python3-yaml",
     } <= deps
     imported = set()
-    for path in list((ROOT / "meta_ood_perception").rglob("*.py")) + [ROOT / "launch" / "anomaly.launch.py"]:
+    for path in [*(ROOT / "meta_ood_perception").rglob("*.py"), ROOT / "launch" / "anomaly.launch.py"]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 top = node.module.split(".")[0]

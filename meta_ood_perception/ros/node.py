@@ -281,7 +281,7 @@ def make_node_class() -> type:
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:
-    """rclpy gives array parameters as array.array / lists; NodeConfig wants lists."""
+    """Array parameters come from rclpy as array.array / lists; NodeConfig wants lists."""
     return {k: list(v) if not isinstance(v, str | bytes | bool | int | float) else v for k, v in params.items()}
 
 

@@ -191,7 +191,7 @@ def test_no_input_is_reported_as_unavailable_not_as_clear(ros):
 def test_parameters_are_validated_at_start_and_at_runtime(ros):
     with pytest.raises(ValueError, match="parameter threshold"):
         make_node_class()(parameter_overrides=[Parameter("threshold", value=1.5)])
-    with pytest.raises(ValueError, match="qos.reliability"):
+    with pytest.raises(ValueError, match=r"qos\.reliability"):
         make_node_class()(parameter_overrides=[Parameter("qos.reliability", value="sometimes")])
     p = Probe(PARAMS)
     try:
