@@ -29,11 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..brake import BrakeHint
 from ..bundle import load_bundle
 from ..pipeline import AnomalyPipeline
 from . import conversions as cv
 from .params import PARAMETERS, CameraTopics, NodeConfig
-from .processor import CameraProcessor, ProcessedFrame, ProcessingStats
+from .processor import CameraProcessor, ProcessedFrame
+from .scheduler import LatestFrameScheduler
 
 LIVE_PARAMETERS = {"threshold", "max_p_false_positive", "road_class", "publish_score", "max_rate_hz"}
 LOG = logging.getLogger(__name__)
@@ -41,17 +43,10 @@ LOG = logging.getLogger(__name__)
 
 @dataclass
 class _Camera:
-    """Runtime state of one camera: its processor, newest unprocessed frame, counters and publishers."""
+    """One camera: its topics, processor and publishers (scheduling state lives in the scheduler)."""
 
     topics: CameraTopics
     processor: CameraProcessor
-    stats: ProcessingStats = field(default_factory=lambda: ProcessingStats(keep=1000))
-    slot: tuple[Any, float] | None = None
-    last_input: float = 0.0
-    last_processed: float = 0.0
-    busy_since: float | None = None
-    rate_in: list[float] = field(default_factory=list)
-    last_error: str = ""
     publishers: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,7 +72,7 @@ def make_node_class() -> type:
                 self.declare_parameter(name, default, ParameterDescriptor(description=description))
             self.params = {name: self.get_parameter(name).value for name in PARAMETERS}
             self.config = NodeConfig.from_params(_plain(self.params))  # ValueError names the bad parameter
-            bundle = load_bundle(self.config.bundle)
+            self.bundle = bundle = load_bundle(self.config.bundle)
             from ..backends import create_backend
 
             self.backend = create_backend(self.config.backend, bundle, **self.config.backend_options)
@@ -101,7 +96,7 @@ def make_node_class() -> type:
                 warm = pipeline.warm_up()
                 processor = CameraProcessor(topics, pipeline, self.types, publish_score=self.config.publish_score,
                                             publish_detections=self.detection_type is not None)  # fmt: skip
-                cam = _Camera(topics, processor, last_input=time.monotonic())
+                cam = _Camera(topics, processor)
                 pub = cam.publishers
                 pub["anomaly_mask"] = self.create_publisher(Image, topics.outputs["anomaly_mask"], qos_out)
                 pub["anomaly_score"] = self.create_publisher(Image, topics.outputs["anomaly_score"], qos_out)
@@ -115,7 +110,8 @@ def make_node_class() -> type:
                 pub["processing_time_ms"] = self.create_publisher(Float64, f"~/{private}/processing_time_ms", 10)
                 pub["pipeline_latency_ms"] = self.create_publisher(Float64, f"~/{private}/pipeline_latency_ms", 10)
                 msg_type = CompressedImage if topics.compressed else Image
-                self.create_subscription(msg_type, topics.input, lambda m, c=cam: self._on_frame(c, m), qos_in)
+                self.create_subscription(msg_type, topics.input, lambda m, n=topics.input: self._on_frame(n, m),
+                                         qos_in)  # fmt: skip
                 self.cameras.append(cam)
                 self.get_logger().info(
                     f"camera {topics.name}: {topics.input} -> {', '.join(sorted(topics.outputs.values()))} "
@@ -124,10 +120,12 @@ def make_node_class() -> type:
             self.diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
             self.header_type = Header
             self.float_type = Float64
-            self.lock = threading.Condition()
-            self.running = True
-            self.worker = threading.Thread(target=self._work, name="anomaly_worker", daemon=True)
-            self.worker.start()
+            self.by_topic = {cam.topics.input: cam for cam in self.cameras}
+            self.lock = threading.Lock()  # guards `pending` (parameter changes for the worker)
+            self.pending: NodeConfig | None = None
+            self.scheduler = LatestFrameScheduler(list(self.by_topic), self._handle,
+                                                  max_rate_hz=self.config.max_rate_hz)  # fmt: skip
+            self.scheduler.start()
             self.timer = self.create_timer(self.config.diagnostics_period_s, self._on_timer)
             self.add_on_set_parameters_callback(self._on_set_parameters)
             self.get_logger().info(
@@ -135,109 +133,56 @@ def make_node_class() -> type:
                 f"threshold {self.cameras[0].processor.pipeline.threshold:.2f}, {len(self.cameras)} camera(s)"
             )
 
-        # -- input ------------------------------------------------------------------------------------------
-        def _on_frame(self, cam: _Camera, msg: Any) -> None:
-            now = time.monotonic()
+        # -- input and processing --------------------------------------------------------------------------
+        def _on_frame(self, topic: str, msg: Any) -> None:
+            self.scheduler.submit(topic, msg)
+
+        def _handle(self, topic: str, msg: Any, received: float) -> ProcessedFrame:
+            """Worker thread: process one frame and publish its outputs."""
+            cam = self.by_topic[topic]
             with self.lock:
-                cam.stats.frames_in += 1
-                cam.last_input = now
-                cam.rate_in.append(now)
-                if cam.slot is not None:
-                    cam.stats.frames_dropped += 1  # replaced before it was processed: stale
-                cam.slot = (msg, now)
-                self.lock.notify()
-
-        def _next(self) -> tuple[_Camera, Any, float] | None:
-            with self.lock:
-                while self.running:
-                    ready = [c for c in self.cameras if c.slot is not None]
-                    if ready:
-                        cam = min(ready, key=lambda c: c.last_processed)
-                        assert cam.slot is not None
-                        msg, received = cam.slot
-                        cam.slot = None
-                        cam.busy_since = time.monotonic()
-                        return cam, msg, received
-                    self.lock.wait(timeout=0.2)
-            return None
-
-        def _work(self) -> None:
-            while True:
-                item = self._next()
-                if item is None:
-                    return
-                cam, msg, received = item
-                rate = self.config.max_rate_hz
-                if rate > 0 and time.monotonic() - cam.last_processed < 1.0 / rate:
-                    with self.lock:
-                        cam.stats.frames_dropped += 1
-                        cam.busy_since = None
-                    continue
-                frame = cam.processor.process(msg)
-                self._publish(cam, frame, received)
-
-        def _publish(self, cam: _Camera, frame: ProcessedFrame, received: float) -> None:
+                pending, self.pending = self.pending, None
+            if pending is not None:
+                for c in self.cameras:
+                    c.processor.pipeline.configure(pending.pipeline)
+                    c.processor.publish_score = pending.publish_score
+            if self.scheduler.take_reset(topic):
+                cam.processor.pipeline.reset()
+            frame = cam.processor.process(msg)
             for name, out in frame.messages.items():
                 publisher = cam.publishers.get(name)
                 if publisher is not None:
                     publisher.publish(out)
-            now = time.monotonic()
-            with self.lock:
-                cam.busy_since = None
-                cam.last_processed = now
-                cam.stats.add(frame)
             if frame.error is not None:
-                cam.last_error = frame.error.reason
-                self.get_logger().warning(
-                    f"{cam.topics.input}: frame dropped: {frame.error.reason}", throttle_duration_sec=1.0
-                )
-                return
-            cam.publishers["processing_time_ms"].publish(self.float_type(data=(now - received) * 1e3))
+                self.get_logger().warning(f"{topic}: frame dropped: {frame.error.reason}", throttle_duration_sec=1.0)
+                return frame
+            cam.publishers["processing_time_ms"].publish(self.float_type(data=(time.monotonic() - received) * 1e3))
             if frame.stamp_ns is not None:
                 latency = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
                 cam.publishers["pipeline_latency_ms"].publish(self.float_type(data=latency))
+            return frame
 
         # -- diagnostics and the fail-safe heartbeat ---------------------------------------------------------
         def _on_timer(self) -> None:
-            now = time.monotonic()
             header = self.header_type(stamp=self.get_clock().now().to_msg(), frame_id="")
             statuses = []
             for cam in self.cameras:
-                level, message, reason = self._state(cam, now)
+                level, message, reason = self.scheduler.health(cam.topics.input, self.config.input_timeout_s)
                 if reason is not None:
-                    with self.lock:
-                        frame = cam.processor.unavailable(header, reason)
-                    cam.publishers["emergency_brake"].publish(frame.messages["emergency_brake"])
-                statuses.append(self._status(cam, level, message, now))
+                    hint = BrakeHint(False, 1.0, f"perception unavailable: {reason}", available=False)
+                    cam.publishers["emergency_brake"].publish(cv.brake_to_msg(hint, header, self.types))
+                statuses.append(self._status(cam, level, message))
             self.diagnostics.publish(cv.diagnostic_array(header, statuses, self.types))
 
-        def _state(self, cam: _Camera, now: float) -> tuple[int, str, str | None]:
-            """(level, message, fail-safe reason or None)."""
-            timeout = self.config.input_timeout_s
-            busy = cam.busy_since
-            if busy is not None and now - busy > timeout:
-                return cv.ERROR, f"backend stalled for {now - busy:.1f} s", f"backend stalled for {now - busy:.1f} s"
-            if cam.stats.consecutive_faults:
-                text = f"{cam.stats.consecutive_faults} consecutive failure(s): {cam.last_error}"
-                return cv.ERROR, text, text
-            if now - cam.last_input > timeout:
-                text = f"no input on {cam.topics.input} for {now - cam.last_input:.1f} s"
-                return cv.STALE, text, text
-            recent = [r for r in cam.stats.rejections][-1:]
-            if recent and now - cam.last_processed < timeout and cam.stats.frames_processed == 0:
-                return cv.WARN, f"every frame rejected: {recent[0].reason}", None
-            return cv.OK, "running", None
-
-        def _status(self, cam: _Camera, level: int, message: str, now: float) -> Any:
-            stats = cam.stats
-            with self.lock:
-                cam.rate_in = [t for t in cam.rate_in if now - t <= 5.0]
-                rate = len(cam.rate_in) / 5.0
+        def _status(self, cam: _Camera, level: int, message: str) -> Any:
+            state = self.scheduler.cameras[cam.topics.input]
+            stats = state.stats
             values: dict[str, Any] = {
                 "state": ["OK", "WARN", "ERROR", "STALE"][level], "input_topic": cam.topics.input,
-                "input_rate_hz": rate, "frames_received": stats.frames_in, "frames_processed": stats.frames_processed,
-                "frames_rejected": stats.frames_rejected, "frames_dropped": stats.frames_dropped,
-                "faults": stats.faults, "last_error": cam.last_error, "backend": self.backend.description,
+                "input_rate_hz": self.scheduler.input_rate(cam.topics.input), "frames_received": stats.frames_in,
+                "frames_processed": stats.frames_processed, "frames_rejected": stats.frames_rejected,
+                "frames_dropped": stats.frames_dropped, "faults": stats.faults, "last_error": state.last_error,
+                "backend": self.backend.description,
             }  # fmt: skip
             for stage, q in stats.percentiles().items():
                 if stage in ("inference", "total"):
@@ -258,23 +203,21 @@ def make_node_class() -> type:
                 updated[p.name] = p.value
             try:
                 config = NodeConfig.from_params(_plain(updated))
-                for cam in self.cameras:
-                    cam.processor.pipeline.configure(config.pipeline)  # validates road_class against the bundle
+                if config.pipeline.road_class not in self.bundle.class_names:
+                    raise ValueError(f"parameter road_class: {config.pipeline.road_class!r} is not a class of the "
+                                     f"bundle ({', '.join(self.bundle.class_names)})")  # fmt: skip
             except ValueError as err:
                 self.get_logger().warning(f"rejected parameter change: {err}")
                 return SetParametersResult(successful=False, reason=str(err))
-            with self.lock:
-                for cam in self.cameras:
-                    cam.processor.publish_score = config.publish_score
+            with self.lock:  # applied by the worker before its next frame (never blocks this executor thread)
+                self.pending = config
+                self.scheduler.max_rate_hz = config.max_rate_hz
                 self.params, self.config = updated, config
             self.get_logger().info(f"parameters changed: {', '.join(p.name for p in changes)}")
             return SetParametersResult(successful=True)
 
         def destroy_node(self) -> None:
-            with self.lock:
-                self.running = False
-                self.lock.notify_all()
-            self.worker.join(timeout=5.0)
+            self.scheduler.stop()
             super().destroy_node()
 
     return AnomalyNode

@@ -203,6 +203,10 @@ def test_parameters_are_validated_at_start_and_at_runtime(ros):
         assert not res.successful and "persistence" in res.reason
         res = p.node.set_parameters([Parameter("threshold", value=0.8), Parameter("brake.min_area_px", value=50)])
         assert all(r.successful for r in res)
+        res = p.node.set_parameters([Parameter("road_class", value="runway")])[0]
+        assert not res.successful and "road_class" in res.reason
+        p.send(image(np.zeros((64, 128, 3), np.uint8), stamp=(500, 0)))  # changes apply before the next frame
+        p.wait(lambda: len(p.got["mask"]) >= 1, 20, "a frame after the change")
         pipeline = p.node.cameras[0].processor.pipeline
         assert pipeline.threshold == 0.8 and pipeline.brake_policy.config.min_area_px == 50
     finally:
