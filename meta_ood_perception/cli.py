@@ -281,6 +281,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
              f" (summary {args.summary})" if args.summary else "")  # fmt: skip
     for r in summary["rejections"][:20]:
         LOG.warning("replay: rejected %s stamp %s: %s", r["topic"], r["stamp_ns"], r["reason"])
+    if summary["read_error"]:
+        LOG.error("meta-ood replay: %s; the output holds the %d frames read before it", summary["read_error"],
+                  summary["frames_processed"])  # fmt: skip
+        return 1
     if summary["interrupted"]:
         LOG.warning(
             "replay: interrupted by %s; the output bag holds the frames processed so far", summary["interrupted"]

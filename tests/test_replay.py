@@ -223,7 +223,8 @@ def test_bad_settings_and_empty_bag(drive_bag, tmp_path):
         replay(drive_bag.path, tmp_path / "o", NodeConfig.from_params({"bundle": str(tmp_path / "no_bundle")}))
 
 
-def test_sigint_leaves_a_readable_bag_with_every_processed_frame(tmp_path):
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_leaves_a_readable_bag_with_every_processed_frame(tmp_path, sig, status):
     bag = write_drive_bag(tmp_path / "in", seed=3, frames=400, height=64, width=128, label_topic=None)
     code = "import sys; from meta_ood_perception.cli import main; sys.exit(main(sys.argv[1:]))"
     args = [sys.executable, "-c", code, "-v", "replay", str(bag.path), "--out", str(tmp_path / "out"),
@@ -234,11 +235,11 @@ def test_sigint_leaves_a_readable_bag_with_every_processed_frame(tmp_path):
     for line in proc.stderr:
         if "frame 20 of" in line or time.monotonic() > deadline:
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     proc.stderr.read()
-    assert proc.wait(timeout=60) == 130
+    assert proc.wait(timeout=60) == status
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["interrupted"] == "SIGINT" and 20 <= summary["frames_processed"] < 400
+    assert summary["interrupted"] == sig.name and 20 <= summary["frames_processed"] < 400
     messages = read_mcap(tmp_path / "out")
     assert len(messages["/camera/front/anomaly_mask"]) == summary["frames_processed"]
     assert len(messages["/camera/front/emergency_brake"]) == summary["frames_processed"]

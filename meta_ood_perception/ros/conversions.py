@@ -168,10 +168,24 @@ def compressed_to_rgb(msg: Any) -> npt.NDArray[np.uint8]:
     header = data[:32]
     if not _fits(header):
         raise ValueError(f"CompressedImage ({msg.format!r}) declares an image larger than {MAX_SIDE} pixels a side")
+    truncated = _truncated(data)
+    if truncated:
+        raise ValueError(f"CompressedImage ({msg.format!r}, {data.size} bytes) is a truncated {truncated}")
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:
         raise ValueError(f"cannot decode CompressedImage ({msg.format!r}, {data.size} bytes)")
     return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def _truncated(data: npt.NDArray[np.uint8]) -> str | None:
+    """Name the format ("JPEG" / "PNG") when the stream lacks its end marker, else None (OpenCV would decode the
+    missing rest as grey)."""
+    head, tail = bytes(data[:8]), bytes(data[-32:])
+    if head[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
+        return "JPEG (no end-of-image marker)"
+    if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+        return "PNG (no IEND chunk)"
+    return None
 
 
 def _fits(header: npt.NDArray[np.uint8]) -> bool:

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..brake import BrakeHint
 from ..bundle import load_bundle
 from ..pipeline import AnomalyPipeline
@@ -110,8 +112,8 @@ def make_node_class() -> type:
                 pub["processing_time_ms"] = self.create_publisher(Float64, f"~/{private}/processing_time_ms", 10)
                 pub["pipeline_latency_ms"] = self.create_publisher(Float64, f"~/{private}/pipeline_latency_ms", 10)
                 msg_type = CompressedImage if topics.compressed else Image
-                self.create_subscription(msg_type, topics.input, lambda m, n=topics.input: self._on_frame(n, m),
-                                         qos_in)  # fmt: skip
+                callback = self._callback(topics.input)
+                self.create_subscription(msg_type, topics.input, callback, qos_in)
                 self.cameras.append(cam)
                 self.get_logger().info(
                     f"camera {topics.name}: {topics.input} -> {', '.join(sorted(topics.outputs.values()))} "
@@ -121,6 +123,7 @@ def make_node_class() -> type:
             self.header_type = Header
             self.float_type = Float64
             self.by_topic = {cam.topics.input: cam for cam in self.cameras}
+            self.sequence: dict[str, int] = {}
             self.lock = threading.Lock()  # guards `pending` (parameter changes for the worker)
             self.pending: NodeConfig | None = None
             self.scheduler = LatestFrameScheduler(list(self.by_topic), self._handle,
@@ -134,8 +137,24 @@ def make_node_class() -> type:
             )
 
         # -- input and processing --------------------------------------------------------------------------
-        def _on_frame(self, topic: str, msg: Any) -> None:
-            self.scheduler.submit(topic, msg)
+        def _callback(self, topic: str) -> Any:
+            def callback(msg: Any, info: Any) -> None:  # two arguments: rclpy passes the rmw message info
+                self._on_frame(topic, msg, info)
+
+            return callback
+
+        def _on_frame(self, topic: str, msg: Any, info: Any = None) -> None:
+            """Subscription callback (with rmw message info): hand the frame to the scheduler, counting the frames
+            the subscription queue superseded since the previous one (gaps in the publisher's sequence numbers;
+            assumes one publisher per camera topic, as with a camera driver; a restart resets the count)."""
+            sequence = info.get("publication_sequence_number") if isinstance(info, dict) else None
+            gap = 0
+            if sequence is not None:
+                last = self.sequence.get(topic)
+                if last is not None and sequence > last:
+                    gap = sequence - last - 1
+                self.sequence[topic] = sequence
+            self.scheduler.submit(topic, msg, gap)
 
         def _handle(self, topic: str, msg: Any, received: float) -> ProcessedFrame:
             """Worker thread: process one frame and publish its outputs."""
@@ -181,12 +200,17 @@ def make_node_class() -> type:
                 "state": ["OK", "WARN", "ERROR", "STALE"][level], "input_topic": cam.topics.input,
                 "input_rate_hz": self.scheduler.input_rate(cam.topics.input), "frames_received": stats.frames_in,
                 "frames_processed": stats.frames_processed, "frames_rejected": stats.frames_rejected,
-                "frames_dropped": stats.frames_dropped, "faults": stats.faults, "last_error": state.last_error,
+                "frames_dropped": stats.frames_dropped, "frames_superseded": stats.frames_superseded,
+                "faults": stats.faults, "last_error": state.last_error,
                 "backend": self.backend.description,
             }  # fmt: skip
             for stage, q in stats.percentiles().items():
                 if stage in ("inference", "total"):
                     values.update({f"latency_{stage}_{k}_ms": v for k, v in q.items() if k != "mean"})
+            waited = list(state.latency_s)  # receipt → outputs published, including the wait in the slot
+            if waited:
+                p50, p99 = np.percentile(np.asarray(waited) * 1e3, [50, 99])
+                values.update(latency_receipt_p50_ms=float(p50), latency_receipt_p99_ms=float(p99))
             return cv.diagnostic_status(self.types, level, f"{self.get_name()}: {cam.topics.name}", message,
                                         cam.topics.name, values)  # fmt: skip
 

@@ -162,6 +162,7 @@ class ProcessingStats:
         self.frames_processed = 0
         self.frames_rejected = 0
         self.frames_dropped = 0
+        self.frames_superseded = 0
         self.faults = 0
         self.consecutive_faults = 0
         self.rejections: deque[Rejection] = deque(maxlen=keep)

@@ -331,6 +331,23 @@ class _LabelMetrics:
         }  # fmt: skip
 
 
+def _guarded(messages: Iterator[tuple[Any, int, bytes]], errors: list[str]) -> Iterator[tuple[Any, int, bytes]]:
+    """Yield bag messages until the reader fails (a damaged bag); the failure goes to ``errors``."""
+    count = 0
+    iterator = iter(messages)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except Exception as err:  # rosbags / mcap / sqlite3 raise their own types on damaged data
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            errors.append(f"the input bag is damaged after {count} messages: {detail}")
+            return
+        count += 1
+        yield item
+
+
 def _ordered(messages: Iterator[tuple[Any, int, bytes]], window: int) -> Iterator[tuple[int, int, Any, int, bytes]]:
     """Re-emit bag messages sorted by a sort key inside a window: yields (key, seq, connection, log time, raw).
 
@@ -443,13 +460,14 @@ def _run(
     last_stamp: dict[str, int] = {}
     out_of_order = 0
     records: list[dict[str, Any]] = []
+    read_errors: list[str] = []
     output = BagWriter(out, types)
     t_start = time.perf_counter()
     done = 0
     last_log = t_start
     with _Stop() as stop:
         try:
-            messages = reader.messages(connections=[*connections, *label_connections])
+            messages = _guarded(reader.messages(connections=[*connections, *label_connections]), read_errors)
             for _, _, connection, log_time, raw in _ordered(messages, options.reorder_window):
                 if stop.signal:
                     break
@@ -496,6 +514,7 @@ def _run(
                 video.close()
     wall = time.perf_counter() - t_start
     summary = _summary(bag, out, config, processors, stats, events, wall, out_of_order, stop.signal, output)
+    summary["read_error"] = read_errors[0] if read_errors else None
     if labels is not None:
         summary["labels"] = labels.report()
     if options.per_frame:

@@ -91,12 +91,17 @@ class LatestFrameScheduler:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def submit(self, camera: str, msg: Any) -> None:
-        """Store ``msg`` as the camera's newest frame (replacing and counting a waiting one as dropped)."""
+    def submit(self, camera: str, msg: Any, superseded: int = 0) -> None:
+        """Store ``msg`` as the camera's newest frame (replacing and counting a waiting one as dropped).
+
+        ``superseded``: frames the transport dropped before this one reached the callback (a gap in the publisher's
+        sequence numbers: the subscription queue keeps only the newest ``qos.depth`` frames); counted apart.
+        """
         now = self.clock()
         with self._cv:
             state = self.cameras[camera]
             state.stats.frames_in += 1
+            state.stats.frames_superseded += max(superseded, 0)
             state.last_input = now
             state.arrivals.append(now)
             if state.slot is not None:
