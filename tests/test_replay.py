@@ -243,3 +243,22 @@ def test_a_signal_leaves_a_readable_bag_with_every_processed_frame(tmp_path, sig
     messages = read_mcap(tmp_path / "out")
     assert len(messages["/camera/front/anomaly_mask"]) == summary["frames_processed"]
     assert len(messages["/camera/front/emergency_brake"]) == summary["frames_processed"]
+
+
+def test_cameras_in_one_namespace_get_outputs_under_their_own_topics(tmp_path):
+    frames = [image for image, _ in drive(9, 2, 64, 128)]
+    with BagWriter(tmp_path / "in") as bag:
+        for i, frame in enumerate(frames):
+            bag.write("/cam/rgb", "sensor_msgs/msg/Image", image_msg(frame, "rgb8", 10 + i), 10 + i)
+            bag.write("/cam/bgr", "sensor_msgs/msg/Image",
+                      image_msg(np.ascontiguousarray(frame[..., ::-1]), "bgr8", 10 + i), 10 + i)  # fmt: skip
+    summary = replay(tmp_path / "in", tmp_path / "out")
+    assert summary["frames_processed"] == 4
+    topics = set(read_mcap(tmp_path / "out"))
+    assert {"/cam/rgb/anomaly_mask", "/cam/bgr/anomaly_mask", "/cam/bgr/emergency_brake"} <= topics
+    config = NodeConfig.from_params({"image_topics": ["/cam/rgb", "/cam/bgr", "/other/front/image_raw"]})
+    assert [c.outputs["anomaly_mask"] for c in config.cameras] == [
+        "/cam/rgb/anomaly_mask",
+        "/cam/bgr/anomaly_mask",
+        "/other/front/anomaly_mask",
+    ]

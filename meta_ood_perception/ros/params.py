@@ -10,13 +10,14 @@ Cameras are given by their input topics (``image_topics``). A topic ending in ``
 ``sensor_msgs/msg/CompressedImage`` (the image_transport convention), any other as ``sensor_msgs/msg/Image``. The
 outputs of a camera go to the namespace of its image topic: ``/cam/front/image_raw`` (or
 ``/cam/front/image_raw/compressed``) → ``/cam/front/anomaly_mask``, ``/cam/front/anomaly_score``,
-``/cam/front/detections``, ``/cam/front/emergency_brake``.
+``/cam/front/detections``, ``/cam/front/emergency_brake``. Cameras whose namespaces would collide (``/cam/rgb``
+and ``/cam/bgr``) get their outputs under their own topics instead (``/cam/rgb/anomaly_mask``, …).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,14 +80,15 @@ class CameraTopics:
     outputs: dict[str, str]
 
 
-def camera_topics(image_topic: str) -> CameraTopics:
-    """Derive a camera's output topics from its image topic (see the module docstring)."""
+def camera_topics(image_topic: str, own_namespace: bool = False) -> CameraTopics:
+    """Derive a camera's output topics from its image topic (see the module docstring); with ``own_namespace``
+    the outputs go under the image topic itself (``/cam/rgb`` → ``/cam/rgb/anomaly_mask``)."""
     topic = image_topic.strip()
     if not topic.startswith("/") or topic.endswith("/") or "//" in topic or len(topic) < 2:
         raise ValueError(f"image topic {image_topic!r} must be an absolute ROS topic name such as /camera/image_raw")
     compressed = topic.endswith("/compressed")
     base = topic[: -len("/compressed")] if compressed else topic
-    namespace = base.rsplit("/", 1)[0]
+    namespace = topic if own_namespace else base.rsplit("/", 1)[0]
     return CameraTopics(
         name=namespace.strip("/") or "camera",
         input=topic,
@@ -256,11 +258,18 @@ def _pipeline_config(p: Mapping[str, Any]) -> PipelineConfig:
 def _cameras(topics: tuple[str, ...]) -> tuple[CameraTopics, ...]:
     if not topics:
         raise ValueError("parameter image_topics: needs at least one image topic")
-    cameras = tuple(camera_topics(t) for t in topics)
+    if len(set(topics)) != len(topics):
+        raise ValueError(f"parameter image_topics: a topic is listed twice: {list(topics)}")
+    return all_camera_topics(topics)
+
+
+def all_camera_topics(topics: Sequence[str]) -> tuple[CameraTopics, ...]:
+    """Output topics of several cameras: image topics whose namespaces would collide (``/cam/rgb`` and
+    ``/cam/bgr``) each get their outputs under their own topic instead (``/cam/rgb/anomaly_mask``, …)."""
+    cameras = [camera_topics(t) for t in topics]
     namespaces = [c.outputs["anomaly_mask"] for c in cameras]
-    if len(set(namespaces)) != len(namespaces):
-        raise ValueError(f"parameter image_topics: two cameras share an output namespace: {list(topics)}")
-    return cameras
+    return tuple(camera_topics(t, own_namespace=True) if namespaces.count(c.outputs["anomaly_mask"]) > 1 else c
+                 for t, c in zip(topics, cameras, strict=True))  # fmt: skip
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -39,7 +39,7 @@ from ..evaluation import PixelMetricsAccumulator
 from ..pipeline import AnomalyPipeline
 from ..smiyc import SegmentMetricsAccumulator, frame_segments
 from . import conversions as cv
-from .params import NodeConfig, camera_topics
+from .params import NodeConfig, all_camera_topics
 from .processor import CameraProcessor, ProcessedFrame, ProcessingStats, Rejection
 
 LOG = logging.getLogger(__name__)
@@ -154,9 +154,6 @@ def _select(reader: Any, options: ReplayOptions, bag: Path) -> tuple[list[Any], 
         if topic not in images:
             raise ReplayError(f"topic {topic} in {bag} is {all_topics[topic]}, not an image; "
                               f"its image topics: {_describe(images)}")  # fmt: skip
-    outputs = [camera_topics(t).outputs["anomaly_mask"] for t in wanted]
-    if len(set(outputs)) != len(outputs):
-        raise ReplayError(f"image topics {', '.join(wanted)} share an output namespace; choose them with --image-topic")
     labels = []
     if options.label_topic is not None:
         if options.label_topic not in all_topics:
@@ -445,10 +442,11 @@ def _run(
     factory = pipeline_factory or _default_factory(config)
     types = cv.RosbagsTypes()
     processors: dict[str, CameraProcessor] = {}
+    cameras = {c.input: c for c in all_camera_topics(sorted({c.topic for c in connections}))}
     for c in connections:
         if c.topic not in processors:
             pipeline = factory(config)
-            processors[c.topic] = CameraProcessor(camera_topics(c.topic), pipeline, types,
+            processors[c.topic] = CameraProcessor(cameras[c.topic], pipeline, types,
                                                   publish_score=config.publish_score)  # fmt: skip
     stats = {topic: ProcessingStats() for topic in processors}
     total = sum(c.msgcount for c in connections)
