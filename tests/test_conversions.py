@@ -100,7 +100,8 @@ def test_compressed_png_and_jpeg():
     ("data", "fmt", "message"),
     [
         (b"", "jpeg", "no data"),
-        (b"\xff\xd8\xff garbage", "jpeg", "cannot decode"),
+        (b"\xff\xd8\xff garbage\xff\xd9", "jpeg", "cannot decode"),
+        (b"\xff\xd8\xff garbage", "jpeg", "truncated JPEG"),
         (b"abc", "theora", "unsupported CompressedImage format"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x01\x00\x00\x00\x01\x00\x00", "png", "larger than"),
     ],
