@@ -178,7 +178,9 @@ def test_mixed_encodings_padding_and_bad_frames_are_counted(tmp_path):
     brakes = {m.ros_msg.header.stamp.nanosec: m.ros_msg for m in messages["/camera/front/emergency_brake"]}
     down = cv.msg_to_brake(brakes[t0 % 10**9 + 3])
     assert down["level"] == cv.STALE and not down["available"] and "yuv422" in down["reason"]
-    assert len(brakes) == 6  # 4 processed + 2 rejected with a header; the corrupt message has none
+    assert len(brakes) == 7  # 4 processed + 2 rejected + the corrupt message, whose stamp is still readable
+    corrupt = cv.msg_to_brake(brakes[t0 % 10**9 + 5])
+    assert not corrupt["available"] and "corrupt message" in corrupt["reason"]
 
 
 def test_cli_errors_are_one_line_and_list_image_topics(drive_bag, tmp_path):

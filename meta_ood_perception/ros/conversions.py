@@ -165,9 +165,9 @@ def compressed_to_rgb(msg: Any) -> npt.NDArray[np.uint8]:
     data = _buffer(msg.data)
     if data.size == 0:
         raise ValueError(f"CompressedImage ({msg.format!r}) holds no data")
-    header = data[:32]
-    if not _fits(header):
-        raise ValueError(f"CompressedImage ({msg.format!r}) declares an image larger than {MAX_SIDE} pixels a side")
+    if not _fits(data):
+        raise ValueError(f"CompressedImage ({msg.format!r}) declares an image larger than {MAX_SIDE} pixels a side "
+                         f"or {MAX_DECODED_PIXELS} pixels")  # fmt: skip
     truncated = _truncated(data)
     if truncated:
         raise ValueError(f"CompressedImage ({msg.format!r}, {data.size} bytes) is a truncated {truncated}")
@@ -188,13 +188,39 @@ def _truncated(data: npt.NDArray[np.uint8]) -> str | None:
     return None
 
 
-def _fits(header: npt.NDArray[np.uint8]) -> bool:
-    """PNG headers state their size up front: refuse decompression bombs before decoding (JPEG: OpenCV's limits)."""
-    if header.size >= 24 and bytes(header[:8]) == b"\x89PNG\r\n\x1a\n":
-        width = int.from_bytes(bytes(header[16:20]), "big")
-        height = int.from_bytes(bytes(header[20:24]), "big")
-        return 0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE
-    return True
+#: Largest compressed image decoded, pixels (8K UHD is 33 M): a small file must not allocate gigabytes.
+MAX_DECODED_PIXELS = 40_000_000
+
+
+def _fits(data: npt.NDArray[np.uint8]) -> bool:
+    """Refuse decompression bombs before decoding: PNG and JPEG state their size in their headers."""
+    size = _declared_size(data)
+    if size is None:
+        return True
+    height, width = size
+    return 0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE and width * height <= MAX_DECODED_PIXELS
+
+
+def _declared_size(data: npt.NDArray[np.uint8]) -> tuple[int, int] | None:
+    """(height, width) from a PNG IHDR or a JPEG start-of-frame marker; None if not found."""
+    head = bytes(data[:32])
+    if len(head) >= 24 and head[:8] == b"\x89PNG\r\n\x1a\n":
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    if head[:2] != b"\xff\xd8":
+        return None
+    raw, i = bytes(data[: 1 << 16]), 2  # the frame header comes early; scan at most 64 KiB of marker segments
+    while i + 9 <= len(raw) and raw[i] == 0xFF:
+        marker = raw[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOF0 … SOF15
+            return int.from_bytes(raw[i + 5 : i + 7], "big"), int.from_bytes(raw[i + 7 : i + 9], "big")
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        i += 2 + int.from_bytes(raw[i + 2 : i + 4], "big")
+    return None
 
 
 def message_to_rgb(msg: Any) -> npt.NDArray[np.uint8]:
@@ -222,9 +248,10 @@ def copy_header(header: Any, types: MessageTypes) -> Any:
 
 
 def _image(header: Any, types: MessageTypes, pixels: npt.NDArray[Any], encoding: str, bigendian: bool) -> Any:
+    pixels = np.ascontiguousarray(pixels)
     height, width = pixels.shape[:2]
-    step = pixels.strides[0] if pixels.flags.c_contiguous else width * pixels.itemsize
-    data = types.uint8_array(np.ascontiguousarray(pixels).view(np.uint8))
+    step = pixels.strides[0]
+    data = types.uint8_array(pixels.view(np.uint8))
     return types.get("sensor_msgs/msg/Image")(
         header=copy_header(header, types), height=int(height), width=int(width), encoding=encoding,
         is_bigendian=int(bigendian), step=int(step), data=data,

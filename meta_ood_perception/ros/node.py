@@ -62,6 +62,7 @@ def make_node_class() -> type:
     from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
     from rclpy.node import Node
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.subscription import Subscription
     from sensor_msgs.msg import CompressedImage, Image
     from std_msgs.msg import Float64, Header
 
@@ -71,7 +72,10 @@ def make_node_class() -> type:
         def __init__(self, node_name: str = "anomaly_node", **kwargs: Any) -> None:
             super().__init__(node_name, **kwargs)
             for name, (default, description) in PARAMETERS.items():
-                self.declare_parameter(name, default, ParameterDescriptor(description=description))
+                # dynamic typing: an int given for a float (max_rate_hz: 10) reaches NodeConfig, which accepts it,
+                # and a value of a wrong type gets NodeConfig's one-line error instead of an rclpy exception
+                descriptor = ParameterDescriptor(description=description, dynamic_typing=True)
+                self.declare_parameter(name, default, descriptor)
             self.params = {name: self.get_parameter(name).value for name in PARAMETERS}
             self.config = NodeConfig.from_params(_plain(self.params))  # ValueError names the bad parameter
             self.bundle = bundle = load_bundle(self.config.bundle)
@@ -138,6 +142,13 @@ def make_node_class() -> type:
 
         # -- input and processing --------------------------------------------------------------------------
         def _callback(self, topic: str) -> Any:
+            if not hasattr(Subscription, "CallbackType"):  # rclpy before Iron (Humble): no message info
+
+                def plain(msg: Any) -> None:
+                    self._on_frame(topic, msg, None)
+
+                return plain
+
             def callback(msg: Any, info: Any) -> None:  # two arguments: rclpy passes the rmw message info
                 self._on_frame(topic, msg, info)
 
@@ -186,11 +197,15 @@ def make_node_class() -> type:
             header = self.header_type(stamp=self.get_clock().now().to_msg(), frame_id="")
             statuses = []
             for cam in self.cameras:
-                level, message, reason = self.scheduler.health(cam.topics.input, self.config.input_timeout_s)
-                if reason is not None:
-                    hint = BrakeHint(False, 1.0, f"perception unavailable: {reason}", available=False)
-                    cam.publishers["emergency_brake"].publish(cv.brake_to_msg(hint, header, self.types))
-                statuses.append(self._status(cam, level, message))
+                try:
+                    level, message, reason = self.scheduler.health(cam.topics.input, self.config.input_timeout_s)
+                    if reason is not None:
+                        hint = BrakeHint(False, 1.0, f"perception unavailable: {reason}", available=False)
+                        cam.publishers["emergency_brake"].publish(cv.brake_to_msg(hint, header, self.types))
+                    statuses.append(self._status(cam, level, message))
+                except Exception as err:  # the timer must survive anything: it carries the fail-safe heartbeat
+                    self.get_logger().error(f"diagnostics of {cam.topics.input} failed: {err}",
+                                            throttle_duration_sec=5.0)  # fmt: skip
             self.diagnostics.publish(cv.diagnostic_array(header, statuses, self.types))
 
         def _status(self, cam: _Camera, level: int, message: str) -> Any:
@@ -217,9 +232,10 @@ def make_node_class() -> type:
         # -- parameters at runtime ---------------------------------------------------------------------------
         def _on_set_parameters(self, changes: Sequence[Any]) -> Any:
             updated = dict(self.params)
-            for p in changes:
-                if p.name not in PARAMETERS:
-                    return SetParametersResult(successful=False, reason=f"unknown parameter {p.name}")
+            ours = [p for p in changes if p.name in PARAMETERS]  # rclpy's own (use_sim_time, ...) pass through
+            if not ours:
+                return SetParametersResult(successful=True)
+            for p in ours:
                 if not _live(p.name) and p.value != self.params[p.name]:
                     return SetParametersResult(
                         successful=False, reason=f"{p.name} takes effect only at start-up: restart the node"
@@ -237,7 +253,7 @@ def make_node_class() -> type:
                 self.pending = config
                 self.scheduler.max_rate_hz = config.max_rate_hz
                 self.params, self.config = updated, config
-            self.get_logger().info(f"parameters changed: {', '.join(p.name for p in changes)}")
+            self.get_logger().info(f"parameters changed: {', '.join(p.name for p in ours)}")
             return SetParametersResult(successful=True)
 
         def destroy_node(self) -> None:
@@ -255,6 +271,7 @@ def _plain(params: dict[str, Any]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``anomaly_node``: start, spin until shutdown; a bad parameter or bundle exits with status 2."""
     import rclpy
+    from rclpy.exceptions import InvalidTopicNameException, ParameterException
     from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=list(argv) if argv is not None else sys.argv)
@@ -262,8 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             node = make_node_class()()
-        except ValueError as err:  # parameters, bundle, backend: one line
-            rclpy.logging.get_logger("anomaly_node").fatal(f"cannot start: {err}")
+        except (ValueError, ParameterException, InvalidTopicNameException) as err:  # one line, no traceback
+            rclpy.logging.get_logger("anomaly_node").fatal(f"cannot start: {str(err).splitlines()[0]}")
             return 2
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -268,8 +268,12 @@ def all_camera_topics(topics: Sequence[str]) -> tuple[CameraTopics, ...]:
     ``/cam/bgr``) each get their outputs under their own topic instead (``/cam/rgb/anomaly_mask``, …)."""
     cameras = [camera_topics(t) for t in topics]
     namespaces = [c.outputs["anomaly_mask"] for c in cameras]
-    return tuple(camera_topics(t, own_namespace=True) if namespaces.count(c.outputs["anomaly_mask"]) > 1 else c
-                 for t, c in zip(topics, cameras, strict=True))  # fmt: skip
+    out = tuple(camera_topics(t, own_namespace=True) if namespaces.count(c.outputs["anomaly_mask"]) > 1 else c
+                for t, c in zip(topics, cameras, strict=True))  # fmt: skip
+    final = [c.outputs["anomaly_mask"] for c in out]
+    if len(set(final)) != len(final):
+        raise ValueError(f"image topics {', '.join(topics)} cannot get distinct output topics; rename or remap one")
+    return out
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

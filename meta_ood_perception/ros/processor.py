@@ -109,20 +109,24 @@ class CameraProcessor:
             return self._reject(header, stamp, image, f"backend failure: {type(err).__name__}: {_line(err)}", "fault")
         t2 = time.perf_counter()
         t = self.types
-        messages: dict[str, Any] = {"anomaly_mask": cv.mask_to_msg(result.mask, header, t)}
-        if self.publish_score:
-            messages["anomaly_score"] = cv.score_to_msg(result.score, header, t)
-        if self.publish_detections:
-            messages["detections"] = cv.detections_to_msg(result.components, header, t)
-        messages["emergency_brake"] = cv.brake_to_msg(result.brake, header, t)
+        try:
+            messages: dict[str, Any] = {"anomaly_mask": cv.mask_to_msg(result.mask, header, t)}
+            if self.publish_score:
+                messages["anomaly_score"] = cv.score_to_msg(result.score, header, t)
+            if self.publish_detections:
+                messages["detections"] = cv.detections_to_msg(result.components, header, t)
+            messages["emergency_brake"] = cv.brake_to_msg(result.brake, header, t)
+        except (AttributeError, TypeError, ValueError) as err:  # e.g. an unreadable header
+            return self._reject(header, stamp, image, f"cannot build the outputs: {_line(err)}", "input", reset=False)
         t3 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1e3, **result.timings_ms, "encode": (t3 - t2) * 1e3}
         timings["total"] = (t3 - t0) * 1e3
         return ProcessedFrame(self.camera, stamp, image, result, result.brake, messages, None, timings)
 
-    def unavailable(self, header: Any, reason: str) -> ProcessedFrame:
-        """A fail-safe brake output for ``header`` (e.g. no input for too long); resets the brake history."""
-        hint = self.pipeline.brake_policy.unavailable(reason)
+    def unavailable(self, header: Any, reason: str, *, reset: bool = True) -> ProcessedFrame:
+        """A fail-safe brake output for ``header`` (e.g. no input for too long, a message that does not
+        deserialize); ``reset`` restarts the brake history."""
+        hint = self.pipeline.brake_policy.unavailable(reason, reset=reset)
         messages = {"emergency_brake": cv.brake_to_msg(hint, header, self.types)}
         return ProcessedFrame(self.camera, cv.stamp_ns(header), None, None, hint, messages)
 
@@ -165,6 +169,7 @@ class ProcessingStats:
         self.frames_superseded = 0
         self.faults = 0
         self.consecutive_faults = 0
+        self.consecutive_rejected = 0
         self.rejections: deque[Rejection] = deque(maxlen=keep)
         self.latency_ms: dict[str, deque[float]] = {s: deque(maxlen=keep) for s in LATENCY_STAGES}
 
@@ -173,12 +178,14 @@ class ProcessingStats:
         if frame.error is None:
             self.frames_processed += 1
             self.consecutive_faults = 0
+            self.consecutive_rejected = 0
             for stage, ms in frame.timings_ms.items():
                 if stage in self.latency_ms:
                     self.latency_ms[stage].append(ms)
             return
         self.frames_rejected += 1
         self.rejections.append(frame.error)
+        self.consecutive_rejected += 1
         if frame.error.kind == "fault":
             self.faults += 1
             self.consecutive_faults += 1
@@ -186,6 +193,7 @@ class ProcessingStats:
     def reject(self, rejection: Rejection) -> None:
         """Count a message rejected before it reached a processor (e.g. one that does not deserialize)."""
         self.frames_rejected += 1
+        self.consecutive_rejected += 1
         self.rejections.append(rejection)
 
     def percentiles(self) -> dict[str, dict[str, float]]:

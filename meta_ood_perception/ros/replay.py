@@ -9,10 +9,12 @@ rosbag2 MCAP bag (metadata version 8, readable by ROS 2 Humble and newer) holdin
 logged at the input message's log time.
 
 A message that does not deserialize, an unsupported encoding or a truncated frame is skipped and counted (with its
-stamp and reason in the summary); the frame's brake output says perception was unavailable. SIGINT / SIGTERM stop
+stamp and reason in the summary); when its stamp is readable, the frame's brake output says perception was
+unavailable. SIGINT / SIGTERM stop
 the replay after the current frame and close the output bag properly, so it holds every frame processed so far.
 With a label topic (mono8 0 in-distribution / 1 anomaly / 255 void, matched to frames by header stamp) the
-summary adds pixel metrics (AUROC, FPR95, AUPRC) and component metrics (SMIYC sIoU / PPV / F1).
+summary adds pixel metrics (AUROC, FPR95, AUPRC) and component metrics (SMIYC sIoU / PPV / F1) of the camera in the
+label topic's namespace (or of the only camera).
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ class _Stop:
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signal is not None:  # a second signal: stop now (the output bag is still closed by `finally`)
+            raise KeyboardInterrupt
         self.signal = signal.Signals(signum).name
         LOG.warning("replay: %s received, closing the output bag after the current frame", self.signal)
 
@@ -280,6 +284,8 @@ class _LabelMetrics:
         self.segments = SegmentMetricsAccumulator()
         self.labels: dict[int, npt.NDArray[np.uint8]] = {}
         self.pending: dict[int, tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]] = {}
+        self.unmatched = 0
+        self.keep = max(4 * options.reorder_window, 64)  # entries waiting for their partner, bounded
         self.frames = 0
         self.bad_labels = 0
 
@@ -294,6 +300,7 @@ class _LabelMetrics:
             self._score(*self.pending.pop(stamp), labels)
         else:
             self.labels[stamp] = labels
+            self._bound(self.labels)
 
     def add_frame(self, frame: ProcessedFrame) -> None:
         if frame.result is None or frame.stamp_ns is None:
@@ -301,8 +308,15 @@ class _LabelMetrics:
         labels = self.labels.pop(frame.stamp_ns, None)
         if labels is None:
             self.pending[frame.stamp_ns] = (frame.result.score, frame.result.mask)
+            self._bound(self.pending)
         else:
             self._score(frame.result.score, frame.result.mask, labels)
+
+    def _bound(self, waiting: dict[int, Any]) -> None:
+        """Forget the oldest entries beyond ``keep`` (sparse labels must not hold every frame in memory)."""
+        while len(waiting) > self.keep:
+            del waiting[min(waiting)]
+            self.unmatched += 1
 
     def _score(
         self, score: npt.NDArray[np.float32], mask: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint8]
@@ -322,7 +336,8 @@ class _LabelMetrics:
         pixel = self.pixel.compute("exact") if self.frames else {}
         seg = self.segments.compute() if self.frames else {}
         return {
-            "topic": self.options.label_topic, "frames": self.frames, "frames_without_label": len(self.pending),
+            "topic": self.options.label_topic, "frames": self.frames,
+            "frames_without_label": len(self.pending) + self.unmatched,
             "bad_labels": self.bad_labels, "pixel": pixel,
             "components": {k: seg[k] for k in ("sIoU_gt", "PPV", "mean_F1", "F1")} if seg else {},
         }  # fmt: skip
@@ -345,7 +360,9 @@ def _guarded(messages: Iterator[tuple[Any, int, bytes]], errors: list[str]) -> I
         yield item
 
 
-def _ordered(messages: Iterator[tuple[Any, int, bytes]], window: int) -> Iterator[tuple[int, int, Any, int, bytes]]:
+def _ordered(
+    messages: Iterator[tuple[Any, int, bytes]], window: int, ros1: bool = False
+) -> Iterator[tuple[int, int, Any, int, bytes]]:
     """Re-emit bag messages sorted by a sort key inside a window: yields (key, seq, connection, log time, raw).
 
     The key is the header stamp read from the CDR bytes (offset 4: int32 sec, uint32 nanosec, little endian) for
@@ -353,7 +370,7 @@ def _ordered(messages: Iterator[tuple[Any, int, bytes]], window: int) -> Iterato
     """
     heap: list[tuple[int, int, Any, int, bytes]] = []
     for seq, (connection, log_time, raw) in enumerate(messages):
-        key = _stamp_key(raw, log_time)
+        key = _stamp_key(raw, log_time, ros1)
         heapq.heappush(heap, (key, seq, connection, log_time, raw))
         if len(heap) > window:
             yield heapq.heappop(heap)
@@ -361,7 +378,12 @@ def _ordered(messages: Iterator[tuple[Any, int, bytes]], window: int) -> Iterato
         yield heapq.heappop(heap)
 
 
-def _stamp_key(raw: bytes, log_time: int) -> int:
+def _stamp_key(raw: bytes, log_time: int, ros1: bool = False) -> int:
+    if ros1:  # ROS 1 serialization: uint32 seq, then uint32 sec, uint32 nsec, little endian
+        if len(raw) < 12:
+            return log_time
+        sec, nanosec = int.from_bytes(raw[4:8], "little"), int.from_bytes(raw[8:12], "little")
+        return sec * 1_000_000_000 + nanosec if nanosec < 1_000_000_000 else log_time
     # CDR encapsulation header: 0x00 0x00 = big endian, 0x00 0x01 = little endian
     if len(raw) < 12 or raw[0] != 0 or raw[1] not in (0, 1):
         return log_time
@@ -403,15 +425,39 @@ def replay(
     bag, out = Path(in_bag), Path(out_bag)
     if out.resolve() == bag.resolve():
         raise ReplayError(f"the output bag {out} must differ from the input bag")
+    for path in (out, options.summary, options.video):
+        if path is not None and _overlaps(Path(path), bag):
+            raise ReplayError(f"output {path} would overwrite or sit inside the input bag {bag}")
     reader = open_reader(bag)
     try:
         connections, label_connections = _select(reader, options, bag)
         for path, what in ((out, "output bag"), (options.summary, "summary"), (options.video, "video")):
             if path is not None:
                 _prepare_output(Path(path), options.overwrite, what)
+        if options.video is not None:
+            _check_video_encoder(Path(options.video))
         return _run(reader, bag, out, config, options, connections, label_connections, pipeline_factory, on_frame)
     finally:
         reader.close()
+
+
+def _overlaps(path: Path, bag: Path) -> bool:
+    """``path`` is the bag, a folder holding it, or a path inside the bag's folder."""
+    p, b = path.resolve(), bag.resolve()
+    return p == b or p in b.parents or (b.is_dir() and b in p.parents)
+
+
+def _check_video_encoder(path: Path) -> None:
+    """Fail before any processing when OpenCV cannot write MP4 (mp4v) here."""
+    import cv2
+
+    probe = path.with_name(f".{path.stem}.probe.mp4")
+    writer = cv2.VideoWriter(str(probe), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (64, 64))
+    ok = writer.isOpened()
+    writer.release()
+    probe.unlink(missing_ok=True)
+    if not ok:
+        raise ReplayError(f"cannot write video {path}: OpenCV has no mp4v encoder here (omit --video)")
 
 
 def _default_factory(config: NodeConfig) -> Callable[[NodeConfig], AnomalyPipeline]:
@@ -451,6 +497,7 @@ def _run(
     stats = {topic: ProcessingStats() for topic in processors}
     total = sum(c.msgcount for c in connections)
     labels = _LabelMetrics(options) if options.label_topic else None
+    label_camera = _label_camera(options.label_topic, processors) if options.label_topic else None
     video = _Video(Path(options.video)) if options.video else None
     video_topic = min(processors) if options.video else None
     events: list[dict[str, Any]] = []
@@ -466,7 +513,8 @@ def _run(
     with _Stop() as stop:
         try:
             messages = _guarded(reader.messages(connections=[*connections, *label_connections]), read_errors)
-            for _, _, connection, log_time, raw in _ordered(messages, options.reorder_window):
+            ros1 = not getattr(reader, "is2", True)
+            for _, _, connection, log_time, raw in _ordered(messages, options.reorder_window, ros1):
                 if stop.signal:
                     break
                 if labels is not None and connection.topic == options.label_topic:
@@ -480,7 +528,13 @@ def _run(
                 stats[topic].frames_in += 1
                 msg = _deserialize(reader, raw, connection)
                 if isinstance(msg, str):
-                    stats[topic].reject(Rejection(topic, _stamp_or_none(raw), msg))
+                    stamp = _stamp_or_none(raw, ros1)
+                    stats[topic].reject(Rejection(topic, stamp, msg))
+                    if stamp is not None:  # the consumer learns that this stamp has no perception
+                        down = processors[topic].unavailable(_header(types, stamp), msg, reset=False)
+                        brake_topic = processors[topic].camera.outputs["emergency_brake"]
+                        output.write(brake_topic, OUTPUT_TYPES["emergency_brake"], down.messages["emergency_brake"],
+                                     log_time)  # fmt: skip
                     frame = None
                 else:
                     frame = processors[topic].process(msg)
@@ -494,7 +548,7 @@ def _run(
                     _brake_event(frame, last_state, events)
                     if options.per_frame:
                         records.append(_record(frame, log_time))
-                    if labels is not None:
+                    if labels is not None and topic == label_camera:
                         labels.add_frame(frame)
                     if video is not None and topic == video_topic and frame.image is not None:
                         video.add(frame.stamp_ns, _annotated(frame, processors[topic]))
@@ -524,6 +578,18 @@ def _run(
     return summary
 
 
+def _label_camera(label_topic: str, processors: dict[str, CameraProcessor]) -> str:
+    """The camera a label topic belongs to: the one sharing its namespace, or the only camera."""
+    namespace = label_topic.rsplit("/", 1)[0]
+    same = [t for t, p in processors.items() if p.camera.outputs["anomaly_mask"].rsplit("/", 1)[0] == namespace]
+    if len(same) == 1:
+        return same[0]
+    if len(processors) == 1:
+        return next(iter(processors))
+    raise ReplayError(f"label topic {label_topic} belongs to none (or several) of the cameras "
+                      f"{', '.join(sorted(processors))}; choose one camera with --image-topic")  # fmt: skip
+
+
 def _deserialize(reader: Any, raw: bytes, connection: Any) -> Any:
     """The message, or a one-line reason string when the bytes do not deserialize."""
     try:
@@ -533,8 +599,13 @@ def _deserialize(reader: Any, raw: bytes, connection: Any) -> Any:
         return f"corrupt message ({connection.msgtype}, {len(raw)} bytes): {detail}"
 
 
-def _stamp_or_none(raw: bytes) -> int | None:
-    key = _stamp_key(raw, -1)
+def _header(types: cv.RosbagsTypes, stamp: int) -> Any:
+    time_ = types.get("builtin_interfaces/msg/Time")(sec=stamp // 10**9, nanosec=stamp % 10**9)
+    return types.get("std_msgs/msg/Header")(stamp=time_, frame_id="")
+
+
+def _stamp_or_none(raw: bytes, ros1: bool = False) -> int | None:
+    key = _stamp_key(raw, -1, ros1)
     return None if key == -1 else key
 
 

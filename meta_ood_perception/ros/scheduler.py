@@ -33,7 +33,7 @@ class CameraState:
 
     Attributes:
         stats: frame counts, rejections, latencies. slot: the waiting (message, received time), if any.
-        last_input, last_done: times of the last arrival and of the last completed frame.
+        last_input, last_done, last_start: times of the last arrival, completed frame and started frame.
         busy_since: start time of the frame being processed now, or None.
         arrivals: recent arrival times (input rate). latency_s: received → done, per processed frame.
         last_error: the latest rejection reason. reset_pending: the brake history must restart (gap / fault).
@@ -43,6 +43,7 @@ class CameraState:
     slot: tuple[Any, float] | None = None
     last_input: float = 0.0
     last_done: float = 0.0
+    last_start: float = float("-inf")
     busy_since: float | None = None
     arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     latency_s: deque[float] = field(default_factory=lambda: deque(maxlen=20000))
@@ -119,19 +120,21 @@ class LatestFrameScheduler:
     def _next(self) -> tuple[str, Any, float] | None:
         with self._cv:
             while self._running:
+                now = self.clock()
                 ready = [name for name, s in self.cameras.items() if s.slot is not None]
+                wait = 0.2
                 if ready:
-                    name = min(ready, key=lambda n: self.cameras[n].last_done)
+                    name = min(ready, key=lambda n: self.cameras[n].last_start)
                     state = self.cameras[name]
-                    assert state.slot is not None
-                    msg, received = state.slot
-                    state.slot = None
-                    if self.max_rate_hz > 0 and self.clock() - state.last_done < 1.0 / self.max_rate_hz:
-                        state.stats.frames_dropped += 1
-                        continue
-                    state.busy_since = self.clock()
-                    return name, msg, received
-                self._cv.wait(timeout=0.2)
+                    early = state.last_start + 1.0 / self.max_rate_hz - now if self.max_rate_hz > 0 else 0.0
+                    if early <= 0:
+                        assert state.slot is not None
+                        msg, received = state.slot
+                        state.slot = None
+                        state.busy_since = state.last_start = now
+                        return name, msg, received
+                    wait = min(wait, early)  # rate limit: the frame waits in its slot (a newer one replaces it)
+                self._cv.wait(timeout=wait)
         return None
 
     def _work(self) -> None:
@@ -153,6 +156,7 @@ class LatestFrameScheduler:
                     state.stats.faults += 1
                     state.stats.consecutive_faults += 1
                     state.last_error = reason
+                    state.reset_pending = True
                     continue
                 state.stats.add(frame)
                 if frame.error is None:
@@ -168,19 +172,25 @@ class LatestFrameScheduler:
         with self._cv:
             return sum(1 for t in self.cameras[camera].arrivals if now - t <= window_s) / window_s
 
-    def health(self, camera: str, timeout_s: float) -> tuple[int, str, str | None]:
+    def health(self, camera: str, timeout_s: float, reject_run: int = 10) -> tuple[int, str, str | None]:
         """(diagnostic level, message, fail-safe reason or None) of ``camera`` now.
 
-        ERROR with a reason: the backend has been busy on one frame for more than ``timeout_s``, or the last frames
-        failed; STALE with a reason: no input for ``timeout_s``; WARN: frames arrive but every one was rejected;
-        OK otherwise. A fail-safe reason also marks the brake history for a restart.
+        ERROR with a reason: the worker has been busy on one frame (of any camera: they share it) for more than
+        ``timeout_s``, a frame has waited in this camera's slot that long, or the last frames failed; STALE with a
+        reason: no input for ``timeout_s``; WARN: the last ``reject_run`` frames (or every frame so far) were
+        rejected as bad input; OK otherwise. A fail-safe reason also marks the brake history for a restart.
         """
         now = self.clock()
         with self._cv:
             s = self.cameras[camera]
+            busy = [(n, c.busy_since) for n, c in self.cameras.items() if c.busy_since is not None]
             level, message, reason = cv.OK, "running", None
-            if s.busy_since is not None and now - s.busy_since > timeout_s:
-                message = reason = f"backend stalled for {now - s.busy_since:.1f} s"
+            if busy and now - busy[0][1] > timeout_s:
+                whose = "" if busy[0][0] == camera else f" (on {busy[0][0]})"
+                message = reason = f"backend stalled for {now - busy[0][1]:.1f} s{whose}"
+                level = cv.ERROR
+            elif s.slot is not None and now - s.slot[1] > timeout_s:
+                message = reason = f"a frame has waited {now - s.slot[1]:.1f} s for the backend"
                 level = cv.ERROR
             elif s.stats.consecutive_faults:
                 message = reason = f"{s.stats.consecutive_faults} consecutive failure(s): {s.last_error}"
@@ -188,8 +198,10 @@ class LatestFrameScheduler:
             elif now - s.last_input > timeout_s:
                 message = reason = f"no input for {now - s.last_input:.1f} s"
                 level = cv.STALE
-            elif s.stats.frames_rejected and not s.stats.frames_processed:
-                level, message = cv.WARN, f"every frame rejected: {s.last_error}"
+            elif s.stats.consecutive_rejected >= reject_run or (
+                s.stats.frames_rejected and not s.stats.frames_processed
+            ):
+                level, message = cv.WARN, f"{s.stats.consecutive_rejected} frame(s) in a row rejected: {s.last_error}"
             if reason is not None:
                 s.reset_pending = True
             return level, message, reason

@@ -288,3 +288,59 @@ def test_broken_bundles_stop_replay_with_one_line(small_bag, tmp_path):
     _one_line_error(cli("replay", str(small_bag.path), "--out", str(tmp_path / "o"), "--bundle", str(bundle)), 2,
                     "SHA-256")  # fmt: skip
     assert load_bundle("default").num_classes == 19
+
+
+def test_a_jpeg_declaring_a_huge_frame_is_refused_before_decoding(pipeline):
+    data = bytearray(JPEG)
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (9000).to_bytes(2, "big") + (9000).to_bytes(2, "big")  # 81 MP, within the side limit
+    frame = _processor(pipeline).process(compressed(1, "jpeg", bytes(data)))
+    assert frame.error is not None and "40000000 pixels" in frame.error.reason
+
+
+def test_rosbag1_input_is_processed_in_header_stamp_order(tmp_path):
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ros1 = get_typestore(Stores.ROS1_NOETIC)
+    image_type = ros1.types["sensor_msgs/msg/Image"]
+    header_type, time_type = ros1.types["std_msgs/msg/Header"], ros1.types["builtin_interfaces/msg/Time"]
+    frames = [image for image, _ in drive(3, 4, 64, 128)]
+    stamps = [5, 2, 9, 7]  # seconds, out of order in the recording; seq 0 first
+    with Writer(tmp_path / "in.bag") as bag:
+        conn = bag.add_connection(TOPIC, "sensor_msgs/msg/Image", typestore=ros1)
+        for seq, (frame, sec) in enumerate(zip(frames, stamps, strict=True)):
+            msg = image_type(header=header_type(seq=seq, stamp=time_type(sec=sec, nanosec=0), frame_id="cam"),
+                             height=64, width=128, encoding="rgb8", is_bigendian=0, step=384,
+                             data=frame.reshape(-1))  # fmt: skip
+            bag.write(conn, 10**9 * (seq + 1), ros1.serialize_ros1(msg, "sensor_msgs/msg/Image"))
+    summary = replay(tmp_path / "in.bag", tmp_path / "out", options=ReplayOptions(per_frame=True))
+    assert summary["frames_processed"] == 4
+    assert [f["stamp_ns"] // 10**9 for f in summary["frames"]] == sorted(stamps)
+
+
+def test_outputs_never_overwrite_the_input(small_bag, tmp_path):
+    from meta_ood_perception.ros.replay import ReplayError
+
+    inside = small_bag.path / "out"
+    for out, options in ((small_bag.path.parent, ReplayOptions(overwrite=True)), (inside, ReplayOptions()),
+                         (tmp_path / "o", ReplayOptions(summary=small_bag.path, overwrite=True))):  # fmt: skip
+        with pytest.raises(ReplayError, match="input bag"):
+            replay(small_bag.path, out, options=options)
+    assert small_bag.path.is_dir() and any(small_bag.path.glob("*.mcap"))
+
+
+def test_labels_belong_to_the_camera_in_their_namespace(tmp_path):
+    from meta_ood_training.drive_bag import write_drive_bag
+
+    front = write_drive_bag(tmp_path / "front", frames=3, height=64, width=128)
+    with BagWriter(tmp_path / "two") as bag:
+        from rosbags.highlevel import AnyReader
+
+        with AnyReader([front.path], default_typestore=T.typestore) as reader:
+            for conn, log_time, data in reader.messages():
+                bag.write_raw(conn.topic, conn.msgtype, data, log_time)
+                if conn.topic == front.image_topic:  # a second, synchronized camera with the same stamps
+                    bag.write_raw("/camera/rear/image_raw", conn.msgtype, data, log_time)
+    summary = replay(tmp_path / "two", tmp_path / "out", options=ReplayOptions(label_topic=front.label_topic))
+    assert summary["frames_processed"] == 6 and summary["labels"]["frames"] == 3

@@ -24,7 +24,7 @@ from meta_ood_perception.bundle import load_bundle
 from meta_ood_perception.pipeline import AnomalyPipeline
 from meta_ood_perception.ros import conversions as cv
 from meta_ood_perception.ros.params import camera_topics
-from meta_ood_perception.ros.processor import CameraProcessor, ProcessedFrame
+from meta_ood_perception.ros.processor import CameraProcessor, ProcessedFrame, Rejection
 from meta_ood_perception.ros.scheduler import LatestFrameScheduler
 from meta_ood_training.synthetic import drive
 
@@ -241,3 +241,89 @@ def test_a_handler_bug_does_not_stop_the_worker():
     assert calls == ["boom", "ok"] and stats.faults == 1 and stats.frames_processed == 1
     assert "internal error: KeyError" in stats.rejections[0].reason
     assert threading.active_count() >= 1
+
+
+def _instant(camera, msg, received):
+    return ProcessedFrame(camera_topics(TOPIC), 0, None, None, BrakeHint(False, 0.0, "clear"), {}, None, {})
+
+
+def _null(camera, msg, received):
+    time.sleep(0.02)
+    return _instant(camera, msg, received)
+
+
+def test_rate_limit_keeps_frames_that_come_at_the_limit():
+    scheduler = LatestFrameScheduler([TOPIC], _null, max_rate_hz=10.0)
+    scheduler.start()
+    try:
+        for i in range(20):
+            scheduler.submit(TOPIC, i)
+            time.sleep(0.1)
+        time.sleep(0.2)
+    finally:
+        scheduler.stop()
+    stats = scheduler.cameras[TOPIC].stats
+    assert stats.frames_processed >= 18, (stats.frames_processed, stats.frames_dropped)
+
+
+def test_rate_limit_drops_frames_above_it():
+    scheduler = LatestFrameScheduler(
+        [TOPIC],
+        lambda c, m, r: (
+            _null(c, m, r)
+            if False
+            else ProcessedFrame(camera_topics(TOPIC), 0, None, None, BrakeHint(False, 0.0, "clear"), {}, None, {})
+        ),
+        max_rate_hz=5.0,
+    )
+    scheduler.start()
+    try:
+        start = time.monotonic()
+        while time.monotonic() - start < 2.0:
+            scheduler.submit(TOPIC, 0)
+            time.sleep(0.01)
+        time.sleep(0.3)
+    finally:
+        scheduler.stop()
+    stats = scheduler.cameras[TOPIC].stats
+    assert 8 <= stats.frames_processed <= 13 and stats.frames_dropped > 100
+
+
+def test_a_stall_on_one_camera_is_reported_for_every_camera():
+    gate = threading.Event()
+
+    def handler(camera, msg, received):
+        if camera == "/a":
+            gate.wait(5)
+        return ProcessedFrame(camera_topics(TOPIC), 0, None, None, BrakeHint(False, 0.0, "clear"), {}, None, {})
+
+    scheduler = LatestFrameScheduler(["/a", "/b"], handler)
+    scheduler.start()
+    try:
+        scheduler.submit("/a", 0)
+        time.sleep(0.05)
+        scheduler.submit("/b", 0)
+        time.sleep(0.6)
+        level, message, reason = scheduler.health("/b", timeout_s=0.5)
+        assert level == cv.ERROR and "stalled" in message and "/a" in message and reason
+    finally:
+        gate.set()
+        scheduler.stop()
+
+
+def test_a_run_of_rejected_frames_is_a_warning():
+    rejection = Rejection(TOPIC, 0, "unsupported image encoding 'yuv422'")
+    bad = ProcessedFrame(camera_topics(TOPIC), 0, None, None, BrakeHint(False, 1.0, "x", False), {}, rejection)
+    good = _instant(TOPIC, None, 0.0)
+    scheduler = LatestFrameScheduler([TOPIC], lambda c, m, r: good if m == "good" else bad)
+    scheduler.start()
+    try:
+        for m in ["good"] + ["bad"] * 10:
+            scheduler.submit(TOPIC, m)
+            time.sleep(0.01)
+        time.sleep(0.1)
+        level, message, reason = scheduler.health(TOPIC, timeout_s=5)
+        assert level == cv.WARN and "10 frame(s) in a row rejected" in message and "yuv422" in message
+        assert reason is None  # each rejected frame already carried its own fail-safe brake output
+    finally:
+        scheduler.stop()
