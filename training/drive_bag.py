@@ -18,7 +18,7 @@ from tqdm import tqdm
 from meta_ood_perception.ros import conversions as cv
 from meta_ood_perception.ros.replay import BagWriter
 
-from .synthetic import drive
+from .synthetic import iter_drive
 
 ENCODINGS = ("rgb8", "bgr8", "jpeg", "png")
 
@@ -60,8 +60,8 @@ def write_drive_bag(
     image_topic = f"{topic}/compressed" if encoding in ("jpeg", "png") else topic
     period = round(1e9 / fps)
     with BagWriter(path, types, storage) as bag:
-        sequence = drive(seed, frames, height, width)
-        for i, (image, target) in enumerate(tqdm(sequence, desc="drive bag", disable=not progress)):
+        sequence = iter_drive(seed, frames, height, width)
+        for i, (image, target) in enumerate(tqdm(sequence, total=frames, desc="drive bag", disable=not progress)):
             stamp = start_ns + i * period
             header = types.get("std_msgs/msg/Header")(
                 stamp=types.get("builtin_interfaces/msg/Time")(sec=stamp // 10**9, nanosec=stamp % 10**9),

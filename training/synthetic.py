@@ -18,6 +18,7 @@ Three kinds of frames, all seeded and deterministic (``np.random.default_rng([se
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -341,7 +342,13 @@ def drive(
 
     Returns ``n_frames`` (image, target) pairs with LostAndFound-style targets (0 road, 1 hazard, 255 void).
     """
-    out = []
+    return list(iter_drive(seed, n_frames, height, width))
+
+
+def iter_drive(
+    seed: int, n_frames: int, height: int = 256, width: int = 512
+) -> Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]:
+    """:func:`drive` rendered one frame at a time (long drives without holding every frame in memory)."""
     for frame in range(n_frames):
         rng = np.random.default_rng([seed, 0, 3])
         canvas = _Canvas(height, width, rng, light=float(rng.uniform(0.85, 1.1)))
@@ -356,8 +363,7 @@ def drive(
         target[canvas.labels == ROAD] = 0
         target[hazard] = 1
         canvas.rng = np.random.default_rng([seed, frame, 4])
-        out.append((_texture(canvas, 6.0), target))
-    return out
+        yield _texture(canvas, 6.0), target
 
 
 class SyntheticWorld:
