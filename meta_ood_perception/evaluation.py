@@ -29,10 +29,18 @@ REFERENCE_BINS = 100
 class PixelMetricsAccumulator:
     """Streaming pixel metrics: ``update(scores, labels)`` per frame, then ``compute(mode)``."""
 
-    def __init__(self, *, ood_label: int = 1, in_label: int = 0, void_label: int = 255) -> None:
+    def __init__(
+        self, *, ood_label: int = 1, in_label: int = 0, void_label: int = 255, quantum: float | None = None
+    ) -> None:
+        """``quantum``: None keeps every distinct score (exact; memory grows with the distinct values seen); a value
+        such as 1e-5 counts scores in [0, 1] in bins of that width (fixed memory, for long replays; the curves
+        are then exact for the binned scores)."""
         if len({ood_label, in_label, void_label}) != 3:
             raise ValueError(f"ood_label, in_label and void_label must differ: {ood_label}, {in_label}, {void_label}")
+        if quantum is not None and not 0 < quantum <= 0.01:
+            raise ValueError(f"quantum must lie in (0, 0.01], got {quantum}")
         self.ood_label, self.in_label, self.void_label = ood_label, in_label, void_label
+        self.quantum = quantum
         self.reset()
 
     def reset(self) -> None:
@@ -42,6 +50,8 @@ class PixelMetricsAccumulator:
         self._pending: list[tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.int64]]] = []
         self._pending_size = 0
         self._hist = np.zeros((2, REFERENCE_BINS), dtype=np.int64)
+        bins = 0 if self.quantum is None else round(1.0 / self.quantum) + 1
+        self._binned = np.zeros((bins, 2), dtype=np.int64)
 
     def update(self, scores: npt.ArrayLike, labels: npt.ArrayLike) -> None:
         """Add one frame: (H, W) float scores (higher = more anomalous) and (H, W) integer labels.
@@ -62,6 +72,10 @@ class PixelMetricsAccumulator:
             if v.size and not np.isfinite(v).all():
                 raise ValueError(f"scores hold NaN or inf on {int((~np.isfinite(v)).sum())} labelled pixel(s)")
             self._hist[column] += np.histogram(v, bins=REFERENCE_BINS, range=(0.0, 1.0))[0]
+            if self.quantum is not None:
+                index = np.clip(np.rint(v / self.quantum), 0, len(self._binned) - 1).astype(np.int64)
+                self._binned[:, column] += np.bincount(index, minlength=len(self._binned))
+                continue
             uniq, cnt = np.unique(v, return_counts=True)
             counts = np.zeros((len(uniq), 2), dtype=np.int64)
             counts[:, column] = cnt
@@ -88,6 +102,10 @@ class PixelMetricsAccumulator:
         Raises:
             ValueError: no in-distribution or no OoD pixel seen, or an unknown mode.
         """
+        if self.quantum is not None:
+            used = np.flatnonzero(self._binned.sum(axis=1))
+            self._values = (used * self.quantum).astype(np.float64)
+            self._counts = self._binned[used]
         self._merge()
         n_in, n_out = self._counts.sum(axis=0) if len(self._counts) else (0, 0)
         if n_in == 0 or n_out == 0:

@@ -97,3 +97,20 @@ def test_streaming_merges_in_batches_and_keeps_float32_keys(monkeypatch):
     s = np.concatenate([f[0].ravel() for f in frames])
     y = np.concatenate([f[1].ravel() for f in frames])
     assert result["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_binned_accumulator_has_fixed_memory_and_matches_the_exact_one():
+    rng = np.random.default_rng(3)
+    exact, binned = PixelMetricsAccumulator(), PixelMetricsAccumulator(quantum=1e-5)
+    for _ in range(6):
+        labels = (rng.random((48, 64)) < 0.15).astype(np.uint8)
+        labels[:3] = 255
+        scores = np.clip(rng.normal(0.35 + 0.3 * labels, 0.2), 0, 1).astype(np.float32)
+        exact.update(scores, labels)
+        binned.update(scores, labels)
+        assert binned._binned.shape == (100_001, 2) and not binned._pending
+    a, b = exact.compute(), binned.compute()
+    for key in ("auroc", "fpr95", "auprc"):
+        assert abs(a[key] - b[key]) < 1e-4, key
+    with pytest.raises(ValueError, match="quantum"):
+        PixelMetricsAccumulator(quantum=0.5)

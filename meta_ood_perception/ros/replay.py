@@ -280,7 +280,7 @@ class _LabelMetrics:
 
     def __init__(self, options: ReplayOptions) -> None:
         self.options = options
-        self.pixel = PixelMetricsAccumulator()
+        self.pixel = PixelMetricsAccumulator(quantum=1e-5)  # fixed memory however long the bag
         self.segments = SegmentMetricsAccumulator()
         self.labels: dict[int, npt.NDArray[np.uint8]] = {}
         self.pending: dict[int, tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]] = {}
