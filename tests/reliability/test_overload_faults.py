@@ -78,15 +78,20 @@ def overload(scheduler: LatestFrameScheduler, frames: list, period_s: float) -> 
 def test_overload_fixed_cost_handler_10000_frames():
     period = 0.002  # the handler's processing time; frames come every period / 2
 
+    durations: list[float] = []
+
     def handler(camera, msg, received) -> ProcessedFrame:
+        t = time.perf_counter()
         time.sleep(period)  # like inference in native code: the GIL is released while it runs
+        durations.append(time.perf_counter() - t)
         hint = BrakeHint(False, 0.0, "clear")
         return ProcessedFrame(camera_topics(TOPIC), 0, None, None, hint, {}, None, {"total": period * 1e3})
 
     figures = overload(LatestFrameScheduler([TOPIC], handler), [object()] * 10_000, period / 2)
     assert figures["processed"] + figures["dropped"] == 10_000 and figures["rejected"] == 0
     assert figures["dropped"] >= 3_000  # about half the frames are stale by the time the worker is free
-    assert figures["latency_p99_ms"] <= 2 * period * 1e3 * 1.25  # two periods + scheduling jitter of a 2-core VM
+    # two processing periods (as they really took: sleep overshoots on a loaded VM) + 0.5 ms of thread hand-over
+    assert figures["latency_p99_ms"] <= 2 * float(np.percentile(durations, 99)) * 1e3 + 0.5
     assert figures["rss_growth"] < 0.05
 
 

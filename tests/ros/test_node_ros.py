@@ -347,7 +347,9 @@ def test_overload_drops_stale_frames_and_bounds_latency(ros, frames):
         dropped, superseded = int(values["frames_dropped"]), int(values["frames_superseded"])
         print(f"\nROS overload (node process): {count} frames in {elapsed:.1f} s: {values}")
         assert processed + dropped == received, values  # nothing waits: every received frame is done or dropped
-        assert received + superseded == count, values  # every published frame is accounted for
+        # every published frame is accounted for, but for the last few: a frame superseded after the last one the
+        # node received leaves no gap in the sequence numbers to count
+        assert 0 <= count - received - superseded <= 2, values
         assert dropped + superseded >= count // 4, values
         assert float(values["latency_receipt_p99_ms"]) <= 2 * float(values["latency_total_p99_ms"]) + 2.0, values
         growth = _rss(node.pid) / rss_warm - 1
