@@ -2,7 +2,7 @@
 
 A frame *hits* when some component has at least ``min_area_px`` pixels (at the camera's native resolution) inside
 the corridor polygon (optionally intersected with the predicted road) and a meta-classifier probability of being a
-false positive of at most ``max_p_false_positive``. The hint turns on when at least ``persistence_k`` of the last
+false positive below ``max_p_false_positive``. The hint turns on when at least ``persistence_k`` of the last
 ``persistence_n`` frames hit (one-frame flicker never brakes) and turns off only after ``release_frames``
 consecutive frames without a hit (hysteresis: a hazard that flickers out for a frame keeps the hint on).
 
@@ -34,7 +34,7 @@ class BrakeConfig:
         corridor: polygon of ≥ 3 (x, y) vertices in normalized image coordinates, each in [0, 1].
         use_road: intersect the corridor with the pixels the network labels as road.
         min_area_px: pixels a component needs inside the corridor, at native resolution.
-        max_p_false_positive: components with a larger meta-classifier P(false positive) are ignored.
+        max_p_false_positive: components whose meta-classifier P(false positive) reaches it are ignored.
         persistence_k: hits needed among the last ``persistence_n`` frames to turn the hint on.
         persistence_n: length of the persistence window, in frames.
         release_frames: consecutive frames without a hit before an active hint turns off.
@@ -114,6 +114,8 @@ class BrakeHintPolicy:
         """(height, width) bool mask of the corridor polygon at that resolution (cached per size)."""
         key = (height, width)
         if key not in self._corridor_cache:
+            if len(self._corridor_cache) >= 8:  # frame sizes change rarely; keep the cache small
+                self._corridor_cache.pop(next(iter(self._corridor_cache)))
             pts = np.array([(x * (width - 1), y * (height - 1)) for x, y in self.config.corridor], np.float64)
             mask = np.zeros((height, width), np.uint8)
             cv2.fillPoly(mask, [np.round(pts).astype(np.int32).reshape(-1, 1, 2)], 1)
@@ -157,7 +159,7 @@ class BrakeHintPolicy:
         elif areas.shape != p_fp.shape:
             raise ValueError(f"brake policy: {areas.shape[0]} corridor areas for {p_fp.shape[0]} components")
         in_corridor = areas >= cfg.min_area_px
-        qualifies = in_corridor & (p_fp <= cfg.max_p_false_positive)
+        qualifies = in_corridor & (p_fp < cfg.max_p_false_positive)  # as the pipeline's mask: P(FP) < max
         ids = tuple(int(i) + 1 for i in np.flatnonzero(qualifies))
         confidence = (1.0 - p_fp) * np.minimum(1.0, areas / cfg.full_risk_area_px)
         frame_conf = float(confidence[qualifies].max()) if qualifies.any() else 0.0
@@ -165,7 +167,7 @@ class BrakeHintPolicy:
         self._window.append((hit, frame_conf))
         hits = sum(h for h, _ in self._window)
         self._clear_run = 0 if hit else self._clear_run + 1
-        if not self._active and hits >= cfg.persistence_k:
+        if not self._active and hit and hits >= cfg.persistence_k:  # only a frame with a hazard turns it on
             self._active = True
         elif self._active and self._clear_run >= cfg.release_frames:
             self._active = False

@@ -14,6 +14,7 @@ Layout (``bundle.json`` names every other file; all paths are relative and must 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,7 @@ def load_bundle(path: str | Path) -> Bundle:
         manifest = json.loads(manifest_path.read_text())
     except FileNotFoundError:
         raise BundleError(f"bundle manifest not found: {manifest_path}") from None
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BundleError(f"cannot read bundle manifest {manifest_path}: {err}") from err
     if not isinstance(manifest, dict):
         raise BundleError(f"{manifest_path}: expected a JSON object")
@@ -147,11 +148,17 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{manifest_path}: class_names must list at least 2 classes")
     inp = manifest["input"]
     try:
-        ok = int(inp["height"]) > 0 and int(inp["width"]) > 0 and len(inp["mean"]) == 3 and len(inp["std"]) == 3
+        mean, std = [float(v) for v in inp["mean"]], [float(v) for v in inp["std"]]
+        ok = (
+            isinstance(inp["height"], int) and isinstance(inp["width"], int) and inp["height"] > 0
+            and inp["width"] > 0 and len(mean) == 3 and len(std) == 3
+            and all(math.isfinite(v) for v in mean + std) and min(std) > 0
+        )  # fmt: skip
     except (KeyError, TypeError, ValueError):
         ok = False
-    if not ok or min(float(s) for s in inp["std"]) <= 0:
-        raise BundleError(f"{manifest_path}: input needs positive height/width and 3-value mean and std, got {inp}")
+    if not ok:
+        raise BundleError(f"{manifest_path}: input needs positive integer height/width and 3 finite mean and "
+                          f"positive std values, got {inp}")  # fmt: skip
     threshold = manifest["threshold"]
     if not isinstance(threshold, int | float) or not 0.0 <= float(threshold) <= 1.0:
         raise BundleError(f"{manifest_path}: threshold must lie in [0, 1], got {threshold!r}")
@@ -162,6 +169,10 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{len(names)} classes"
         )
     checksums = manifest["checksums"]
+    files_ok = all(isinstance(k, str) and isinstance(v, str) for k, v in model["files"].items())
+    if not isinstance(checksums, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in
+                                                  checksums.items()) or not files_ok:  # fmt: skip
+        raise BundleError(f"{manifest_path}: 'checksums' and 'model.files' must map file names to strings")
     for name, digest in checksums.items():
         file = _inside(root, name, "checksummed file")
         if not file.is_file():

@@ -197,7 +197,8 @@ class AnomalyPipeline:
         if self.config.brake.use_road:
             road = np.argmax(probs, axis=0) == self.road_index
         corridor = self.brake_policy.corridor_areas(labels, n, road)
-        hint = self.brake_policy.update(labels, p_fp, road, areas=corridor)
+        # the brake only counts components the mask keeps (removed ones enter with P(FP) = 1)
+        hint = self.brake_policy.update(labels, np.where(kept, p_fp, 1.0), road, areas=corridor)
         components = _component_infos(labels, table, p_fp, kept, corridor)
         lap("brake")
         timings["total"] = (time.perf_counter() - t_start) * 1e3
@@ -206,6 +207,9 @@ class AnomalyPipeline:
     def _probabilities(self, outputs: Mapping[str, Any], size: tuple[int, int]) -> npt.NDArray[np.float32]:
         probs = outputs.get("probs")
         if probs is not None and tuple(probs.shape[2:]) == size:
+            if probs.ndim != 4 or probs.shape[1] != self.bundle.num_classes:
+                raise ValueError(f"network output 'probs' has shape {probs.shape}, expected "
+                                 f"(1, {self.bundle.num_classes}, {size[0]}, {size[1]})")  # fmt: skip
             p = np.asarray(probs[0], np.float32)
             if not np.isfinite(p).all():
                 raise ValueError("network output holds non-finite probabilities (NaN / inf)")
@@ -223,7 +227,10 @@ class AnomalyPipeline:
     ) -> npt.NDArray[np.float32]:
         score = outputs.get("score")
         if score is not None and tuple(score.shape[1:]) == size:
-            return np.clip(np.asarray(score[0], np.float32), 0.0, 1.0)
+            s = np.asarray(score[0], np.float32)
+            if not np.isfinite(s).all():  # NaN would read as "no anomaly"
+                raise ValueError(f"network output holds {int((~np.isfinite(s)).sum())} non-finite score values")
+            return np.clip(s, 0.0, 1.0)
         return np.asarray(anomaly_score(probs), np.float32)
 
 

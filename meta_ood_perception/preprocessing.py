@@ -21,6 +21,8 @@ import numpy.typing as npt
 
 #: Largest frame side accepted (pixels): bigger "images" are corrupt headers, not cameras.
 MAX_SIDE = 16_384
+#: Largest frame, pixels (8K UHD is 33 M): its per-class probabilities at native resolution already take ~2.7 GB.
+MAX_PIXELS = 36_000_000
 
 
 def check_frame(image: Any) -> npt.NDArray[np.uint8]:
@@ -28,7 +30,7 @@ def check_frame(image: Any) -> npt.NDArray[np.uint8]:
 
     Raises:
         ValueError: not an array, empty, not (H, W, 3), not uint8 (with a note on NaN / inf for float data), or a
-            side larger than :data:`MAX_SIDE`.
+            side larger than :data:`MAX_SIDE` or more than :data:`MAX_PIXELS` pixels.
     """
     if not isinstance(image, np.ndarray):
         raise ValueError(f"frame must be a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}")
@@ -43,6 +45,8 @@ def check_frame(image: Any) -> npt.NDArray[np.uint8]:
         raise ValueError(f"frame must be uint8 RGB, got dtype {image.dtype}{note}")
     if max(image.shape[:2]) > MAX_SIDE:
         raise ValueError(f"frame of {image.shape[0]}×{image.shape[1]} pixels exceeds the {MAX_SIDE}-pixel limit")
+    if image.shape[0] * image.shape[1] > MAX_PIXELS:
+        raise ValueError(f"frame of {image.shape[0]}×{image.shape[1]} pixels exceeds the {MAX_PIXELS}-pixel limit")
     return np.ascontiguousarray(image)
 
 

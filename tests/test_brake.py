@@ -97,3 +97,19 @@ def test_road_intersection_and_unavailable_state():
 def test_bad_configuration_names_the_setting(kw, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         BrakeConfig(**kw)
+
+
+def test_release_does_not_flicker_back_on_without_a_new_hazard():
+    p = BrakeHintPolicy(BrakeConfig(persistence_k=2, persistence_n=5, release_frames=1, min_area_px=1))
+    labels = np.zeros((10, 10), np.int32)
+    labels[8, 5] = 1
+    empty = np.zeros((10, 10), np.int32)
+    states = [p.update(lab, [0.0] if lab.any() else []).active for lab in (labels, labels, empty, empty, empty)]
+    assert states == [False, True, False, False, False]
+
+
+def test_a_component_at_the_cut_does_not_count():
+    p = BrakeHintPolicy(BrakeConfig(persistence_k=1, persistence_n=1, min_area_px=1, max_p_false_positive=0.5))
+    labels = np.zeros((10, 10), np.int32)
+    labels[8, 5] = 1
+    assert not p.update(labels, [0.5]).hit and p.update(labels, [0.49]).hit

@@ -61,7 +61,10 @@ def _edit(path, **changes):
         (lambda p: _edit(p, meta_classifier="../elsewhere.json"), "points outside the bundle directory"),
         (lambda p: (p / "model.safetensors").write_bytes(b"x"), "SHA-256 does not match"),
         (lambda p: (p / "meta_classifier.npz").unlink(), "file missing"),
-        (lambda p: _edit(p, input={"height": 0, "width": 4, "mean": [0, 0, 0], "std": [1, 1, 1]}), "positive height"),
+        (
+            lambda p: _edit(p, input={"height": 0, "width": 4, "mean": [0, 0, 0], "std": [1, 1, 1]}),
+            "positive integer height",
+        ),
     ],
 )
 def test_broken_bundles_are_named(tmp_path, damage, match):

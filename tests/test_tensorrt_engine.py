@@ -60,6 +60,29 @@ def test_engine_shape_classes_and_content_are_checked(engine):
         EngineInfo.read(path.with_name("other.engine"))
 
 
+def test_engine_from_other_weights_is_rejected(tmp_path):
+    path = tmp_path / "m.engine"
+    path.write_bytes(b"engine")
+    info = EngineInfo("10.7.0", "NVIDIA H100 80GB HBM3", "9.0", True, (1, 3, 8, 8), {"logits": (1, 19, 8, 8)},
+                      sha256_file(path), onnx_sha256="a" * 64)  # fmt: skip
+    check_engine(path, info, onnx_sha256="a" * 64, **system())
+    with pytest.raises(EngineMismatchError, match="another ONNX graph"):
+        check_engine(path, info, onnx_sha256="b" * 64, **system())
+
+
+def test_a_bundle_without_an_engine_names_the_way_to_build_one(tmp_path, monkeypatch):
+    from meta_ood_perception.backends import BackendError
+    from meta_ood_perception.backends.tensorrt_backend import TensorRTBackend, engine_cache_path
+    from meta_ood_perception.bundle import load_bundle
+
+    bundle = load_bundle("default")
+    with pytest.raises(BackendError, match="rebuild=True"):
+        TensorRTBackend.from_bundle(bundle)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache = engine_cache_path(bundle.file("onnx"))
+    assert cache.parent == tmp_path / "meta_ood_perception" / "engines" and cache.suffix == ".engine"
+
+
 def test_tensorrt_backend_without_tensorrt_is_a_clear_error():
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("tensorrt is installed here; this checks the message on machines without it")

@@ -46,7 +46,10 @@ class WithHeatmaps(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         logits = self.model(image)
         probs = torch.softmax(logits, dim=1)
-        score = -(probs * torch.log(probs.clamp_min(1e-30))).sum(dim=1) / self.log_c
+        # p·log p with 0·log 0 = 0 exactly, also in FP16 engines (where a clamp at 1e-30 would round to 0 → NaN)
+        positive = probs > 0
+        plogp = torch.where(positive, probs * torch.log(torch.where(positive, probs, torch.ones_like(probs))), 0.0)
+        score = -plogp.sum(dim=1) / self.log_c
         entropy = (probs * torch.log(probs + self.eps)).sum(dim=1) / -self.log_c
         top2 = torch.topk(probs, 2, dim=1).values
         margin = 1.0 - top2[:, 0] + top2[:, 1]

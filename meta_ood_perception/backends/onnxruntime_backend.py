@@ -101,6 +101,7 @@ class OnnxRuntimeBackend:
         channels = self._session.get_outputs()[outputs.index("logits")].shape[1]
         if num_classes is not None and isinstance(channels, int) and channels != num_classes:
             raise BackendError(f"onnxruntime backend: {path} outputs {channels} classes, the bundle has {num_classes}")
+        self.input_shape = tuple(inputs[0].shape)  # ints for fixed dimensions, names / None for dynamic ones
         self.providers = self._session.get_providers()
         self.description = f"onnxruntime {ort.__version__} ({', '.join(self.providers)})"
 
@@ -110,9 +111,21 @@ class OnnxRuntimeBackend:
         instead of the bundle's)."""
         check_options("onnxruntime", options, ("providers", "fp16", "trt_cache_dir", "device_id", "threads", "model"))
         model = options.pop("model", None) or bundle.file("onnx")
-        return cls(model, num_classes=bundle.num_classes, **options)
+        backend = cls(model, num_classes=bundle.num_classes, **options)
+        fixed = [v for v in backend.input_shape[2:] if isinstance(v, int)]
+        if len(backend.input_shape) != 4 or (len(fixed) == 2 and tuple(fixed) != tuple(bundle.input_size)):
+            raise BackendError(f"onnxruntime backend: {model} takes input {backend.input_shape}, the bundle runs the "
+                               f"network at {bundle.input_size[0]}×{bundle.input_size[1]}")  # fmt: skip
+        return backend
 
     def run(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[Any]]:
-        """(N, 3, h, w) float32 → every graph output by name (``logits`` at least)."""
-        values = self._session.run(None, {self._input: np.ascontiguousarray(batch, np.float32)})
+        """(N, 3, h, w) float32 → every graph output by name (``logits`` at least).
+
+        Raises:
+            BackendError: ONNX Runtime refused the input or failed while running (its own exception types).
+        """
+        try:
+            values = self._session.run(None, {self._input: np.ascontiguousarray(batch, np.float32)})
+        except Exception as err:  # onnxruntime's exception types do not derive from ValueError
+            raise BackendError(f"onnxruntime backend: run failed: {str(err).splitlines()[0]}") from None
         return dict(zip(self._outputs, values, strict=True))

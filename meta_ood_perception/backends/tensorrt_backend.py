@@ -4,7 +4,9 @@ Beside every engine ``M.engine`` lies ``M.engine.json`` (written by :func:`build
 name and compute capability, precision, input and output shapes and the SHA-256 of the engine and of its ONNX
 source. :func:`check_engine` compares it with the running system; on a mismatch the backend raises
 :class:`EngineMismatchError` naming the difference, or — with ``rebuild=True`` and the ONNX file at hand —
-rebuilds the engine in place (as Autoware does when an engine does not match its TensorRT or GPU).
+rebuilds it (as Autoware does when an engine does not match its TensorRT or GPU): in place for an engine the user
+gave, into the user cache for a bundle's engine (bundle files are checksummed and never rewritten). Engines with
+dynamic input dimensions are run at the bundle's input size; outputs keep the engine's data types.
 
 Device buffers are torch CUDA tensors (PyTorch is the one CUDA array library the project already depends on).
 This path needs an NVIDIA GPU; it is never imported on CPU machines.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +55,12 @@ def _gpu() -> dict[str, Any]:
         raise BackendError("tensorrt backend: no CUDA GPU available")
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}"}
+
+
+def engine_cache_path(onnx: str | Path) -> Path:
+    """Where an engine built from ``onnx`` on this machine is cached (keyed by the graph's SHA-256)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "meta_ood_perception" / "engines" / f"{sha256_file(Path(onnx))[:20]}.engine"
 
 
 def engine_info_path(engine: str | Path) -> Path:
@@ -108,10 +117,12 @@ def check_engine(
     compute_capability: str,
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
+    onnx_sha256: str | None = None,
 ) -> None:
     """Raise :class:`EngineMismatchError` naming the first difference between the engine's record and the system.
 
-    Pure (no TensorRT needed): the caller passes the running TensorRT version and GPU.
+    Pure (no TensorRT needed): the caller passes the running TensorRT version and GPU, and the SHA-256 of the ONNX
+    graph the engine must come from (an engine of older weights is a mismatch).
     """
     path = Path(engine)
     if not path.is_file():
@@ -128,6 +139,8 @@ def check_engine(
         )
     if input_shape is not None and tuple(info.input_shape) != tuple(input_shape):
         raise EngineMismatchError(f"{path}: input shape {info.input_shape}, the bundle needs {tuple(input_shape)}")
+    if onnx_sha256 is not None and info.onnx_sha256 is not None and info.onnx_sha256 != onnx_sha256:
+        raise EngineMismatchError(f"{path}: built from another ONNX graph (older or different weights)")
     logits = info.output_shapes.get("logits")
     if logits is None:
         raise EngineMismatchError(f"{path}: the engine has no 'logits' output ({sorted(info.output_shapes)})")
@@ -175,11 +188,13 @@ def build_engine(
     out.write_bytes(bytes(serialized))
     runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(bytes(serialized))
+    context = engine.create_execution_context()
+    context.set_input_shape(name, input_shape)  # resolves dynamic dimensions of the outputs
     outputs = {}
     for i in range(engine.num_io_tensors):
         tensor = engine.get_tensor_name(i)
         if engine.get_tensor_mode(tensor) == trt.TensorIOMode.OUTPUT:
-            outputs[tensor] = tuple(int(v) for v in engine.get_tensor_shape(tensor))
+            outputs[tensor] = tuple(int(v) for v in context.get_tensor_shape(tensor))
     info = EngineInfo(
         trt.__version__, **_gpu(), fp16=fp16, input_shape=tuple(input_shape), output_shapes=outputs,
         engine_sha256=sha256_file(out), onnx_sha256=sha256_file(onnx_path),
@@ -203,6 +218,7 @@ class TensorRTBackend:
         input_shape: tuple[int, int, int, int] | None = None,
         num_classes: int | None = None,
         rebuild: bool = False,
+        rebuild_to: str | Path | None = None,
         fp16: bool = True,
         workspace_mb: int = 4096,
     ) -> None:
@@ -211,16 +227,18 @@ class TensorRTBackend:
 
         gpu = _gpu()
         engine = Path(engine)
+        onnx_sha = sha256_file(Path(onnx)) if onnx is not None and Path(onnx).is_file() else None
         try:
             info = EngineInfo.read(engine) if engine.is_file() else None
             if info is None:
                 raise EngineMismatchError(f"engine file not found: {engine}")
             check_engine(engine, info, tensorrt_version=trt.__version__, input_shape=input_shape,
-                         num_classes=num_classes, **gpu)  # fmt: skip
+                         num_classes=num_classes, onnx_sha256=onnx_sha, **gpu)  # fmt: skip
         except EngineMismatchError as err:
             if not (rebuild and onnx is not None and input_shape is not None):
                 raise
-            LOG.warning("%s; rebuilding the engine from %s", err, onnx)
+            engine = Path(rebuild_to) if rebuild_to is not None else engine
+            LOG.warning("%s; rebuilding the engine from %s into %s", err, onnx, engine)
             info = build_engine(onnx, engine, input_shape=input_shape, fp16=fp16, workspace_mb=workspace_mb)
         self.info = info
         self._torch = torch
@@ -232,26 +250,52 @@ class TensorRTBackend:
         self._stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
         self._input = ""
         self._outputs: dict[str, Any] = {}
-        for i in range(self._engine.num_io_tensors):
-            tensor = self._engine.get_tensor_name(i)
-            shape = tuple(int(v) for v in self._engine.get_tensor_shape(tensor))
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        for tensor in names:
             if self._engine.get_tensor_mode(tensor) == trt.TensorIOMode.INPUT:
                 self._input = tensor
+                shape = tuple(int(v) for v in self._engine.get_tensor_shape(tensor))
+                if any(v < 0 for v in shape):  # dynamic dimensions: fix them to the bundle's input size
+                    if input_shape is None:
+                        raise EngineMismatchError(f"{engine}: the engine's input {shape} is dynamic; give input_shape")
+                    shape = tuple(input_shape)
+                    self._context.set_input_shape(tensor, shape)
                 self._input_shape = shape
-            else:
-                dtype = torch.int64 if self._engine.get_tensor_dtype(tensor) == trt.DataType.INT64 else torch.float32
-                self._outputs[tensor] = torch.empty(shape, dtype=dtype, device="cuda")
-                self._context.set_tensor_address(tensor, self._outputs[tensor].data_ptr())
+        for tensor in names:
+            if self._engine.get_tensor_mode(tensor) == trt.TensorIOMode.INPUT:
+                continue
+            shape = tuple(int(v) for v in self._context.get_tensor_shape(tensor))
+            try:
+                dtype = torch.from_numpy(np.empty(0, trt.nptype(self._engine.get_tensor_dtype(tensor)))).dtype
+            except (TypeError, KeyError) as err:
+                raise EngineMismatchError(f"{engine}: output {tensor!r} has an unsupported data type ({err})") from None
+            self._outputs[tensor] = torch.empty(shape, dtype=dtype, device="cuda")
+            self._context.set_tensor_address(tensor, self._outputs[tensor].data_ptr())
         self.description = f"TensorRT {trt.__version__} on {info.gpu} ({'fp16' if info.fp16 else 'fp32'})"
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, **options: Any) -> TensorRTBackend:
-        """Options: ``engine`` (default: the bundle's ``tensorrt`` file), ``rebuild``, ``fp16``, ``workspace_mb``."""
+        """Options: ``engine`` (default: the bundle's ``tensorrt`` file), ``rebuild``, ``fp16``, ``workspace_mb``.
+
+        With ``rebuild=True`` a missing or mismatched engine is built from the bundle's ONNX graph into the user
+        cache (``$XDG_CACHE_HOME/meta_ood_perception/engines/``), never into the bundle (whose files are checksummed).
+        """
         check_options("tensorrt", options, ("engine", "rebuild", "fp16", "workspace_mb"))
-        engine = options.pop("engine", None) or bundle.file("tensorrt")
-        onnx = bundle.file("onnx") if "onnx" in bundle.manifest["model"]["files"] else None
+        files = bundle.manifest["model"]["files"]
+        onnx = bundle.file("onnx") if "onnx" in files else None
+        cache = engine_cache_path(onnx) if onnx is not None else None
+        engine = options.pop("engine", None)
+        if engine is None:
+            if "tensorrt" in files:
+                engine = bundle.file("tensorrt")
+            elif options.get("rebuild") and cache is not None:
+                engine = cache
+            else:
+                raise BackendError("tensorrt backend: the bundle has no TensorRT engine; pass engine=... or "
+                                   "rebuild=True to build one from its ONNX graph into the cache")  # fmt: skip
         height, width = bundle.input_size
-        return cls(engine, onnx=onnx, input_shape=(1, 3, height, width), num_classes=bundle.num_classes, **options)
+        return cls(engine, onnx=onnx, input_shape=(1, 3, height, width), num_classes=bundle.num_classes,
+                   rebuild_to=cache, **options)  # fmt: skip
 
     def run(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[Any]]:
         """(N, 3, h, w) float32 of the engine's input shape → every engine output by name."""

@@ -53,7 +53,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     ),
     "brake.use_road": (False, "intersect the corridor with the predicted road"),
     "brake.min_area_px": (100, "pixels (camera resolution) a component needs inside the corridor to count"),
-    "brake.max_p_false_positive": (0.5, "largest meta-classifier P(false positive) of a component that counts"),
+    "brake.max_p_false_positive": (0.5, "components count only while their P(false positive) stays below this"),
     "brake.persistence_k": (2, "hits needed among the last persistence_n frames to turn the hint on"),
     "brake.persistence_n": (3, "persistence window, frames"),
     "brake.release_frames": (5, "consecutive clear frames before an active hint turns off"),

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..backends import BackendError
 from ..brake import BrakeHint
 from ..pipeline import STAGES, AnomalyPipeline, FrameResult
 from . import conversions as cv
@@ -102,7 +103,7 @@ class CameraProcessor:
         try:
             result = self.pipeline.process(image)
         except ValueError as err:
-            kind = "fault" if "network output" in str(err) else "input"
+            kind = "fault" if isinstance(err, BackendError) or "network output" in str(err) else "input"
             return self._reject(header, stamp, image, _line(err), kind, reset=kind == "fault")
         except Exception as err:  # a backend that fails must not take the node or the replay down
             LOG.debug("pipeline failure", exc_info=True)

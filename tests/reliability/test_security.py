@@ -93,3 +93,25 @@ def test_every_model_file_is_checked_before_use(bundle):
             load_bundle(bundle)
         (bundle / name).write_bytes(data)
     load_bundle(bundle)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("input.std", [float("inf"), 1.0, 1.0], "finite"),
+        ("input.mean", [float("nan"), 0.0, 0.0], "finite"),
+        ("input.height", 12.5, "integer"),
+        ("checksums", ["model.onnx"], "map file names"),
+        ("model.files", {"onnx": 3}, "map file names"),
+    ],
+)
+def test_malformed_manifest_values_are_bundle_errors(bundle, field, value, message):
+    _edit(bundle, **{field: value})
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bundle)
+
+
+def test_a_manifest_that_is_not_utf8_is_a_bundle_error(bundle):
+    (bundle / "bundle.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(BundleError, match="cannot read bundle manifest"):
+        load_bundle(bundle)
