@@ -271,7 +271,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = NodeConfig.from_params(params)
     options = ReplayOptions(
         image_topics=tuple(args.image_topic or ()), label_topic=args.label_topic, summary=args.summary,
-        video=args.video, overwrite=args.overwrite, per_frame=args.per_frame,
+        video=args.video, overwrite=args.overwrite, per_frame=args.per_frame, salvage=args.salvage,
     )  # fmt: skip
     summary = replay(args.in_bag, args.out, config, options)
     total = summary["latency_ms"].get("total", {})
@@ -431,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--video", type=Path, help="annotated MP4 of the first camera")
     rep.add_argument("--per-frame", action="store_true", help="add one record per frame to the summary")
     rep.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    rep.add_argument("--salvage", action="store_true", help="read an MCAP recording cut short up to its damage")
     rep.set_defaults(func=cmd_replay)
     demo = sub.add_parser("demo", help=cmd_demo.__doc__)
     demo.add_argument("--out", type=Path, default=Path("meta_ood_demo"), help="output folder (default meta_ood_demo)")

@@ -43,6 +43,7 @@ from ..smiyc import SegmentMetricsAccumulator, frame_segments
 from . import conversions as cv
 from .params import NodeConfig, all_camera_topics
 from .processor import CameraProcessor, ProcessedFrame, ProcessingStats, Rejection
+from .salvage import SalvageReader
 
 LOG = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class ReplayOptions:
         min_pred_size, min_gt_size: SMIYC component size limits, pixels.
         per_frame: add a ``frames`` list to the summary (one record per frame: stamp, brake state and risk,
             components found and kept, total latency).
+        salvage: read an MCAP recording that was cut short up to its damage (summary ``salvaged``).
     """
 
     image_topics: tuple[str, ...] = ()
@@ -85,6 +87,7 @@ class ReplayOptions:
     min_pred_size: int = 50
     min_gt_size: int = 10
     per_frame: bool = False
+    salvage: bool = False
 
 
 class _Stop:
@@ -111,9 +114,15 @@ class _Stop:
             signal.signal(sig, handler)
 
 
-def open_reader(path: str | Path) -> Any:
-    """An opened ``rosbags.highlevel.AnyReader`` over ``path``; anything that is not a readable bag → ReplayError."""
+def open_reader(path: str | Path, salvage: bool = False) -> Any:
+    """An opened ``rosbags.highlevel.AnyReader`` over ``path``; anything that is not a readable bag → ReplayError.
+
+    With ``salvage``, an MCAP file that ``rosbags`` cannot open (a recording cut short) is read up to its damage by
+    :class:`~meta_ood_perception.ros.salvage.SalvageReader` instead.
+    """
     from rosbags.highlevel import AnyReader
+
+    from .salvage import mcap_file
 
     bag = Path(path)
     if not bag.exists():
@@ -124,7 +133,13 @@ def open_reader(path: str | Path) -> Any:
         reader.open()
     except Exception as err:  # rosbags raises several reader error types, and OSError / sqlite3 errors
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ReplayError(f"{bag} is not a readable rosbag2 (MCAP / sqlite3) or rosbag1 bag: {detail}") from None
+        if salvage and mcap_file(bag) is not None:
+            try:
+                return SalvageReader(bag)
+            except ValueError as salvage_err:
+                raise ReplayError(f"{bag}: cannot salvage: {salvage_err}") from None
+        hint = " (a recording cut short? --salvage reads what it still holds)" if mcap_file(bag) else ""
+        raise ReplayError(f"{bag} is not a readable rosbag2 (MCAP / sqlite3) or rosbag1 bag: {detail}{hint}") from None
     return reader
 
 
@@ -428,7 +443,7 @@ def replay(
     for path in (out, options.summary, options.video):
         if path is not None and _overlaps(Path(path), bag):
             raise ReplayError(f"output {path} would overwrite or sit inside the input bag {bag}")
-    reader = open_reader(bag)
+    reader = open_reader(bag, options.salvage)
     try:
         connections, label_connections = _select(reader, options, bag)
         for path, what in ((out, "output bag"), (options.summary, "summary"), (options.video, "video")):
@@ -566,6 +581,9 @@ def _run(
                 video.close()
     wall = time.perf_counter() - t_start
     summary = _summary(bag, out, config, processors, stats, events, wall, out_of_order, stop.signal, output)
+    summary["salvaged"] = (
+        {"damage": reader.error or "no summary section"} if isinstance(reader, SalvageReader) else None
+    )
     summary["read_error"] = read_errors[0] if read_errors else None
     if labels is not None:
         summary["labels"] = labels.report()

@@ -344,3 +344,33 @@ def test_labels_belong_to_the_camera_in_their_namespace(tmp_path):
                     bag.write_raw("/camera/rear/image_raw", conn.msgtype, data, log_time)
     summary = replay(tmp_path / "two", tmp_path / "out", options=ReplayOptions(label_topic=front.label_topic))
     assert summary["frames_processed"] == 6 and summary["labels"]["frames"] == 3
+
+
+def test_a_recording_cut_short_is_salvaged_on_request(small_bag, tmp_path):
+    mcap = next(small_bag.path.glob("*.mcap"))
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "metadata.yaml").write_bytes((small_bag.path / "metadata.yaml").read_bytes())
+    (cut / mcap.name).write_bytes(mcap.read_bytes()[: mcap.stat().st_size * 7 // 10])
+    _one_line_error(cli("replay", str(cut), "--out", str(tmp_path / "o1")), 2, "--salvage")
+    result = cli("replay", str(cut), "--out", str(tmp_path / "o2"), "--salvage", "--summary", str(tmp_path / "s.json"),
+                 "--label-topic", small_bag.label_topic)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    import json
+
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert "cut short" in summary["salvaged"]["damage"]
+    assert 2 <= summary["frames_processed"] < small_bag.frames and summary["frames_rejected"] == 0
+    full = replay(small_bag.path, tmp_path / "full", options=ReplayOptions(per_frame=True))
+    part = replay(cut, tmp_path / "part", options=ReplayOptions(per_frame=True, salvage=True))
+
+    def key(frames):
+        return [(f["stamp_ns"], f["kept"], f["components"], f["active"]) for f in frames]
+
+    assert key(part["frames"]) == key(full["frames"][: len(part["frames"])])  # the salvaged frames, unchanged
+
+
+def test_garbage_cannot_be_salvaged(tmp_path):
+    garbage = tmp_path / "x.mcap"
+    garbage.write_bytes(b"\x89MCAP0\r\n" + bytes(50))
+    _one_line_error(cli("replay", str(garbage), "--out", str(tmp_path / "o"), "--salvage"), 2, "cannot salvage")
