@@ -239,7 +239,7 @@ def cmd_build_engine(args: argparse.Namespace) -> None:
     LOG.info("engine checked on %s: outputs %s", info.gpu, {k: v.shape for k, v in outputs.items()})
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
+def cmd_demo(args: argparse.Namespace) -> int:
     """Synthetic drive → rosbag → replay through the default bundle on the CPU → bag, video, plots, report."""
     _training()
     from meta_ood_training.demo import DemoConfig, run_demo
@@ -249,10 +249,24 @@ def cmd_demo(args: argparse.Namespace) -> None:
     summary = run_demo(config, progress=not args.no_progress)
     pixel = summary.get("labels", {}).get("pixel", {})
     LOG.info("demo: %d frames, pixel AUROC %.3f / AUPRC %.3f, %d brake event(s), %.1f s", summary["frames_processed"],
-             pixel.get("auroc", float("nan")), pixel.get("auprc", float("nan")), len(summary["brake_events"]),
+             pixel.get("auroc") or float("nan"), pixel.get("auprc") or float("nan"), len(summary["brake_events"]),
              summary["demo_s"])  # fmt: skip
     LOG.info("demo: wrote %s (report %s, video %s)", args.out, summary["paths"]["REPORT.md"],
              summary["paths"]["annotated.mp4"])  # fmt: skip
+    return _replay_status(summary)
+
+
+def _replay_status(summary: dict[str, Any]) -> int:
+    """Exit status of a replay summary: 1 damaged input, 130 / 143 interrupted, else 0 (each with one line)."""
+    if summary.get("read_error"):
+        LOG.error("meta-ood: %s; the output holds the %d frames read before it", summary["read_error"],
+                  summary["frames_processed"])  # fmt: skip
+        return 1
+    if summary.get("interrupted"):
+        LOG.warning("meta-ood: interrupted by %s; the output holds the frames processed so far",
+                    summary["interrupted"])  # fmt: skip
+        return 130 if summary["interrupted"] == "SIGINT" else 143
+    return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -281,20 +295,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
              f" (summary {args.summary})" if args.summary else "")  # fmt: skip
     for r in summary["rejections"][:20]:
         LOG.warning("replay: rejected %s stamp %s: %s", r["topic"], r["stamp_ns"], r["reason"])
-    if summary["read_error"]:
-        LOG.error("meta-ood replay: %s; the output holds the %d frames read before it", summary["read_error"],
-                  summary["frames_processed"])  # fmt: skip
-        return 1
-    if summary["interrupted"]:
-        LOG.warning(
-            "replay: interrupted by %s; the output bag holds the frames processed so far", summary["interrupted"]
-        )
-        return 130 if summary["interrupted"] == "SIGINT" else 143
-    return 0
+    return _replay_status(summary)
 
 
 def _onnx_input_shape(path: Path, size: list[int] | None) -> tuple[int, int, int, int]:
-    import onnx
+    try:
+        import onnx
+    except ModuleNotFoundError:
+        raise CLIError("build-engine reads the ONNX graph with the onnx package: pip install onnx") from None
 
     if not Path(path).is_file():
         raise CLIError(f"ONNX file not found: {path}")
@@ -449,14 +457,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``meta-ood``; returns the exit status (0 ok, 2 a user error printed as one line)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    for noisy in ("matplotlib", "PIL", "numba"):  # their debug output would bury ours under -v
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     func: Callable[[argparse.Namespace], int | None] = args.func
     try:
         status = func(args)
     except CLIError as err:
         LOG.error("meta-ood %s: %s", args.command, err)
         return 2
-    except (ValueError, FileNotFoundError) as err:  # data / configuration errors carry their own message
-        LOG.error("meta-ood %s: %s", args.command, err)
+    except (ValueError, OSError) as err:  # data / configuration / file errors carry their own message
+        LOG.error("meta-ood %s: %s", args.command, str(err).strip().splitlines()[0] if str(err).strip() else err)
+        return 2
+    except KeyboardInterrupt:
+        LOG.error("meta-ood %s: interrupted", args.command)
+        return 130
+    except Exception as err:
+        if type(err).__module__.split(".")[0] != "rosbags":  # rosbags' own errors (e.g. WriterError): one line
+            raise
+        LOG.error("meta-ood %s: %s", args.command, str(err).strip().splitlines()[0] if str(err).strip() else err)
         return 2
     return status or 0
 

@@ -67,10 +67,13 @@ class PixelMetricsAccumulator:
             raise ValueError(f"scores {s.shape} and labels {lab.shape} must have the same shape")
         if not np.issubdtype(s.dtype, np.floating):
             s = s.astype(np.float64)
-        for column, label in enumerate((self.in_label, self.ood_label)):
-            v = s[lab == label].ravel()
+        groups = [s[lab == label].ravel() for label in (self.in_label, self.ood_label)]
+        for v in groups:  # validate the whole frame before anything is counted
             if v.size and not np.isfinite(v).all():
                 raise ValueError(f"scores hold NaN or inf on {int((~np.isfinite(v)).sum())} labelled pixel(s)")
+            if self.quantum is not None and v.size and (v.min() < 0 or v.max() > 1):
+                raise ValueError("binned pixel metrics need scores in [0, 1]")
+        for column, v in enumerate(groups):
             self._hist[column] += np.histogram(v, bins=REFERENCE_BINS, range=(0.0, 1.0))[0]
             if self.quantum is not None:
                 index = np.clip(np.rint(v / self.quantum), 0, len(self._binned) - 1).astype(np.int64)

@@ -46,3 +46,12 @@ def annotate(
     cv2.putText(bgr, f"{text}  {label}".strip(), (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1,
                 cv2.LINE_AA)  # fmt: skip
     return bgr
+
+
+def unavailable(image: npt.NDArray[np.uint8], reason: str, label: str = "") -> npt.NDArray[np.uint8]:
+    """(H, W, 3) RGB frame → BGR frame with the "perception unavailable" banner and the reason (no overlay)."""
+    bgr = np.ascontiguousarray(image[..., ::-1]).copy()
+    cv2.rectangle(bgr, (0, 0), (bgr.shape[1], 18), (0, 165, 255), -1)
+    text = f"PERCEPTION UNAVAILABLE  {label}  {reason}".strip()[:120]
+    cv2.putText(bgr, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+    return bgr

@@ -108,6 +108,10 @@ class SegmentMetricsAccumulator:
     taus: tuple[float, ...] = TAUS
     frames: list[FrameSegments] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.fp_criterion not in ("ppv", "siou"):
+            raise ValueError(f"fp_criterion must be 'ppv' or 'siou', got {self.fp_criterion!r}")
+
     def update(self, segments: FrameSegments) -> None:
         """Add one frame's component scores."""
         self.frames.append(segments)
@@ -116,7 +120,8 @@ class SegmentMetricsAccumulator:
         """{"sIoU_gt", "PPV", "mean_F1", "F1": {τ: f1}, "tp"/"fn"/"fp": {τ: count}} (NaN where undefined)."""
         siou = np.concatenate([f.siou_gt for f in self.frames]) if self.frames else np.zeros(0)
         ppv = np.concatenate([f.ppv for f in self.frames]) if self.frames else np.zeros(0)
-        fp_scores = ppv if self.fp_criterion == "ppv" else np.concatenate([f.siou_pred for f in self.frames])
+        siou_pred = np.concatenate([f.siou_pred for f in self.frames]) if self.frames else np.zeros(0)
+        fp_scores = ppv if self.fp_criterion == "ppv" else siou_pred
         out: dict[str, Any] = {
             "sIoU_gt": float(siou.mean()) if siou.size else float("nan"),
             "PPV": float(ppv.mean()) if ppv.size else float("nan"),

@@ -76,3 +76,30 @@ def test_results_report_smoke_run(tmp_path):
     for name in results["figures"]:
         png = tmp_path / "out" / "results" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_results_discussion_follows_the_numbers():
+    import copy
+    import json
+    from pathlib import Path
+
+    from meta_ood_training.results import discussion
+
+    committed = json.loads((Path(__file__).resolve().parents[1] / "docs" / "results" / "results.json").read_text())
+    text = "\n".join(discussion(committed))
+    assert text.count("**reproduced**") >= 3 and "does **not** appear" in text
+    flipped = copy.deepcopy(committed)
+    names = list(flipped["table3"])
+    flipped["table3"][names[2]], flipped["table3"][names[3]] = (
+        committed["table3"][names[3]],
+        committed["table3"][names[2]],
+    )
+    flipped["table2"]["mlp loo"]["auroc"] = flipped["table2"]["lr loo"]["auroc"] + 0.05
+    flipped["table2"]["lr loo"]["auroc"] = 0.90
+    flipped["table2"]["lr loo"]["n_false_positives"] = flipped["table2"]["lr loo"]["n"] // 10
+    for row in flipped["incremental"]:
+        row["auroc"] = 0.5 + row["n_metrics"] / 200  # keeps improving up to all 75
+    text = "\n".join(discussion(flipped))
+    assert "Informative proxies train better (**not reproduced**)" in text and "Our reading" not in text
+    assert "appears as" in text and "close to perfect" not in text and "majority" not in text
+    assert "Few metrics suffice (Fig. 4, **not reproduced**)" in text and "adds" in text

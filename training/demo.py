@@ -26,6 +26,7 @@ from meta_ood_perception.ros.replay import ReplayOptions, replay
 from .drive_bag import write_drive_bag
 
 LOG = logging.getLogger(__name__)
+MARKER = ".meta_ood_demo"
 OUTPUTS = ("drive", "anomaly_bag", "annotated.mp4", "timeline.png", "latency.png", "frames.png", "summary.json",
            "REPORT.md")  # fmt: skip
 
@@ -53,13 +54,19 @@ class DemoConfig:
 def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the replay summary with ``"paths"`` added."""
     out = config.out
+    marker = out / MARKER
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"demo output {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not marker.is_file():
+        raise ValueError(f"demo output folder {out} is not empty and was not written by meta-ood demo; choose --out")
     out.mkdir(parents=True, exist_ok=True)
+    marker.write_text("written by meta-ood demo; its next run replaces the files it wrote here\n")
     for name in OUTPUTS:  # only the demo's own files are replaced
         path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
+        if path.is_symlink() or path.is_file():
             path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
     t0 = time.perf_counter()
     drive = write_drive_bag(out / "drive", seed=config.seed, frames=config.frames, height=config.height,
                             width=config.width, fps=config.fps, progress=progress)  # fmt: skip
@@ -171,6 +178,8 @@ def report(summary: dict[str, Any], config: DemoConfig) -> str:
         f"- frames: {summary['frames_in']} in, {summary['frames_processed']} processed, "
         f"{summary['frames_rejected']} rejected", f"- wall time: replay {summary['wall_s']:.1f} s "
         f"({summary['frames_per_s']:.1f} frames/s), whole demo {summary['demo_s']:.1f} s", "",
+        *([f"**Interrupted by {summary['interrupted']}**: the figures below cover the frames processed before it.",
+           ""] if summary.get("interrupted") else []),
         "## Detection quality (against the drive's hazard labels)", "",
         "| pixel AUROC | FPR95 | AUPRC | SMIYC sIoU | PPV | mean F1 |", "|---|---|---|---|---|---|",
         f"| {_fmt(pixel.get('auroc'))} | {_fmt(pixel.get('fpr95'))} | {_fmt(pixel.get('auprc'))} | "

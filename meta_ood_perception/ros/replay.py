@@ -186,14 +186,24 @@ def _select(reader: Any, options: ReplayOptions, bag: Path) -> tuple[list[Any], 
     return connections, labels
 
 
-def _prepare_output(path: Path, overwrite: bool, what: str) -> None:
-    if path.exists():
-        if not overwrite:
-            raise ReplayError(f"{what} {path} exists (use --overwrite to replace it)")
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+def _check_output(path: Path, overwrite: bool, what: str, bag_dir: bool) -> None:
+    """Refuse to replace anything but what replay itself writes: a bag folder (for the output bag) or a file."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if not overwrite:
+        raise ReplayError(f"{what} {path} exists (use --overwrite to replace it)")
+    if path.is_dir() and not path.is_symlink():
+        looks_like_bag = (path / "metadata.yaml").is_file() or any(path.glob("*.mcap")) or any(path.glob("*.db3"))
+        if not (bag_dir and looks_like_bag):
+            raise ReplayError(f"{what} {path} is a folder that is not a bag; --overwrite replaces only bags and files")
+
+
+def _prepare_output(path: Path) -> None:
+    """Remove the (checked) old output and create the parent folder."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -250,8 +260,17 @@ class _Video:
         self.size: tuple[int, int] | None = None
         self.pending: list[tuple[int | None, npt.NDArray[np.uint8]]] = []
         self.frames = 0
+        self.last: npt.NDArray[np.uint8] | None = None
+
+    def last_frame_unavailable(self) -> npt.NDArray[np.uint8]:
+        """The previous video frame dimmed with an "unavailable" banner (for a frame that could not be decoded)."""
+        from ..overlay import unavailable
+
+        previous = self.last if self.last is not None else np.zeros((64, 64, 3), np.uint8)
+        return unavailable(np.ascontiguousarray(previous[..., ::-1] // 2), "frame could not be decoded", "")
 
     def add(self, stamp: int | None, bgr: npt.NDArray[np.uint8]) -> None:
+        self.last = bgr
         if self.writer is None:
             self.pending.append((stamp, bgr))
             if len(self.pending) >= 8:
@@ -348,7 +367,10 @@ class _LabelMetrics:
         self.frames += 1
 
     def report(self) -> dict[str, Any]:
-        pixel = self.pixel.compute("exact") if self.frames else {}
+        try:
+            pixel: dict[str, Any] = self.pixel.compute("exact") if self.frames else {}
+        except ValueError as err:  # e.g. a drive without hazards (counting false alarms): no ROC to speak of
+            pixel = {"auroc": None, "fpr95": None, "auprc": None, "note": str(err)}
         seg = self.segments.compute() if self.frames else {}
         return {
             "topic": self.options.label_topic, "frames": self.frames,
@@ -446,12 +468,20 @@ def replay(
     reader = open_reader(bag, options.salvage)
     try:
         connections, label_connections = _select(reader, options, bag)
-        for path, what in ((out, "output bag"), (options.summary, "summary"), (options.video, "video")):
+        outputs = [(out, "output bag"), (options.summary, "summary"), (options.video, "video")]
+        for path, what in outputs:
             if path is not None:
-                _prepare_output(Path(path), options.overwrite, what)
+                _check_output(Path(path), options.overwrite, what, bag_dir=path is out)
+                if path is not out and (Path(path).resolve() == out.resolve() or out.resolve() in
+                                        Path(path).resolve().parents):  # fmt: skip
+                    raise ReplayError(f"{what} {path} must not lie inside the output bag {out}")
         if options.video is not None:
             _check_video_encoder(Path(options.video))
-        return _run(reader, bag, out, config, options, connections, label_connections, pipeline_factory, on_frame)
+        factory = pipeline_factory or _default_factory(config)  # a bad bundle fails before anything is deleted
+        for path, _ in outputs:
+            if path is not None:
+                _prepare_output(Path(path))
+        return _run(reader, bag, out, config, options, connections, label_connections, factory, on_frame)
     finally:
         reader.close()
 
@@ -497,10 +527,9 @@ def _run(
     options: ReplayOptions,
     connections: list[Any],
     label_connections: list[Any],
-    pipeline_factory: Callable[[NodeConfig], AnomalyPipeline] | None,
+    factory: Callable[[NodeConfig], AnomalyPipeline],
     on_frame: Callable[[int, int], None] | None,
 ) -> dict[str, Any]:
-    factory = pipeline_factory or _default_factory(config)
     types = cv.RosbagsTypes()
     processors: dict[str, CameraProcessor] = {}
     cameras = {c.input: c for c in all_camera_topics(sorted({c.topic for c in connections}))}
@@ -567,6 +596,8 @@ def _run(
                         labels.add_frame(frame)
                     if video is not None and topic == video_topic and frame.image is not None:
                         video.add(frame.stamp_ns, _annotated(frame, processors[topic]))
+                    elif video is not None and topic == video_topic and video.frames + len(video.pending):
+                        video.add(frame.stamp_ns, video.last_frame_unavailable())
                 done += 1
                 LOG.debug("replay: frame %d of %d done (%s)", done, total, topic)
                 if on_frame is not None:
@@ -628,9 +659,12 @@ def _stamp_or_none(raw: bytes, ros1: bool = False) -> int | None:
 
 
 def _annotated(frame: ProcessedFrame, processor: CameraProcessor) -> npt.NDArray[np.uint8]:
-    from ..overlay import annotate
+    from ..overlay import annotate, unavailable
 
-    assert frame.image is not None and frame.result is not None
+    assert frame.image is not None
+    if frame.result is None:  # decoded, but the pipeline failed on it
+        reason = frame.error.reason if frame.error is not None else ""
+        return unavailable(frame.image, reason, processor.camera.name)
     corridor = processor.pipeline.brake_policy.corridor_mask(*frame.image.shape[:2])
     return annotate(frame.image, frame.result, corridor, processor.camera.name)
 

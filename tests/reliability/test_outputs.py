@@ -1,0 +1,112 @@
+"""Outputs are never lost or clobbered: replay / demo refuse to replace what they did not write, a bad bundle fails
+before anything is deleted, and partial failures still leave complete summaries and videos."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from meta_ood_perception.bundle import load_bundle
+from meta_ood_perception.evaluation import PixelMetricsAccumulator
+from meta_ood_perception.pipeline import AnomalyPipeline
+from meta_ood_perception.ros.params import NodeConfig
+from meta_ood_perception.ros.replay import ReplayError, ReplayOptions, replay
+from meta_ood_training.drive_bag import write_drive_bag
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory):
+    return write_drive_bag(tmp_path_factory.mktemp("b") / "drive", frames=5, height=64, width=128)
+
+
+def test_overwrite_replaces_bags_and_files_only(bag, tmp_path):
+    folder = tmp_path / "keep"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    for options, out in ((ReplayOptions(overwrite=True), folder),
+                         (ReplayOptions(overwrite=True, summary=folder), tmp_path / "o")):  # fmt: skip
+        with pytest.raises(ReplayError, match="not a bag"):
+            replay(bag.path, out, options=options)
+    assert (folder / "notes.txt").read_text() == "mine"
+    with pytest.raises(ReplayError, match="inside the output bag"):
+        replay(bag.path, tmp_path / "o2", options=ReplayOptions(summary=tmp_path / "o2" / "s.json"))
+
+
+def test_a_bad_bundle_fails_before_the_old_output_is_deleted(bag, tmp_path):
+    out = tmp_path / "out"
+    replay(bag.path, out)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ValueError, match="bundle"):
+        replay(bag.path, out, NodeConfig.from_params({"bundle": str(tmp_path / "missing")}),
+               ReplayOptions(overwrite=True))  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_video_survives_frames_the_pipeline_fails_on(bag, tmp_path):
+    bundle = load_bundle("default")
+
+    class Failing:
+        name, description, calls = "failing", "fails every third frame", 0
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def run(self, batch):
+            self.calls += 1
+            if self.calls % 3 == 0:
+                raise RuntimeError("device lost")
+            return self.inner.run(batch)
+
+    base = AnomalyPipeline.from_bundle(bundle)
+    summary = replay(bag.path, tmp_path / "out", options=ReplayOptions(video=tmp_path / "v.mp4"),
+                     pipeline_factory=lambda cfg: AnomalyPipeline(bundle, Failing(base.backend)))  # fmt: skip
+    assert summary["frames_rejected"] >= 1 and summary["video"]["frames"] == 5
+
+
+def test_labels_without_hazards_still_give_a_summary(tmp_path):
+    from meta_ood_perception.ros import conversions as cv
+    from meta_ood_perception.ros.replay import BagWriter
+
+    types = cv.RosbagsTypes()
+    drive = write_drive_bag(tmp_path / "d", frames=3, height=64, width=128)
+    from rosbags.highlevel import AnyReader
+
+    with BagWriter(tmp_path / "clean") as out, AnyReader([drive.path], default_typestore=types.typestore) as reader:
+        for conn, log_time, data in reader.messages():
+            msg = reader.deserialize(data, conn.msgtype)
+            if conn.topic == drive.label_topic:  # relabel: no hazard anywhere (a drive for counting false alarms)
+                labels = cv.image_to_labels(msg).copy()
+                labels[labels == 1] = 0
+                msg = cv.labels_to_image(labels, msg.header, types)
+            out.write(conn.topic, conn.msgtype, msg, log_time)
+    options = ReplayOptions(label_topic=drive.label_topic, summary=tmp_path / "s.json")
+    summary = replay(tmp_path / "clean", tmp_path / "o", options=options)
+    pixel = json.loads((tmp_path / "s.json").read_text())["labels"]["pixel"]
+    assert summary["frames_processed"] == 3 and pixel["auroc"] is None and "both classes" in pixel["note"]
+
+
+def test_a_bad_frame_does_not_corrupt_the_pixel_metrics():
+    acc = PixelMetricsAccumulator()
+    labels = np.array([[0, 1], [0, 1]], np.uint8)
+    acc.update(np.array([[0.1, 0.9], [0.2, 0.8]], np.float32), labels)
+    with pytest.raises(ValueError, match="NaN"):
+        acc.update(np.array([[0.1, np.nan], [0.2, 0.8]], np.float32), labels)
+    assert acc.compute()["auroc"] == 1.0 and acc._counts.sum() == 4
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        PixelMetricsAccumulator(quantum=1e-5).update(np.array([[1.5, 0.1]], np.float32), np.array([[1, 0]]))
+
+
+def test_demo_never_writes_into_a_foreign_folder(tmp_path):
+    from meta_ood_training.demo import DemoConfig, run_demo
+
+    foreign = tmp_path / "project"
+    foreign.mkdir()
+    (foreign / "REPORT.md").write_text("my report")
+    with pytest.raises(ValueError, match="not empty"):
+        run_demo(DemoConfig(out=foreign, frames=8, height=64, width=128), progress=False)
+    assert (foreign / "REPORT.md").read_text() == "my report"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        run_demo(DemoConfig(out=tmp_path / "file", frames=8, height=64, width=128), progress=False)
