@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .reports import first_line, write_json
+
 LOG = logging.getLogger("meta_ood")
 TRAINING_HINT = "pip install 'meta_ood_perception[training]' (torch==2.13.0, scikit-learn, matplotlib, tqdm)"
 
@@ -63,8 +65,7 @@ def cmd_meta_cv(args: argparse.Namespace) -> None:
         from meta_ood_training.meta_report import plot_roc_pr
 
         report["plots"] = [str(p) for p in plot_roc_pr(result.y, {args.classifier: result.proba}, args.plots)]
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(report, args.report)
     LOG.info("AUROC %.4f  AUPRC %.4f  accuracy %.4f  (n=%d, %.1f s) -> %s",
              result.auroc, result.auprc, result.accuracy, len(result.y), result.wall_s, args.report)  # fmt: skip
 
@@ -466,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG.error("meta-ood %s: %s", args.command, err)
         return 2
     except (ValueError, OSError) as err:  # data / configuration / file errors carry their own message
-        LOG.error("meta-ood %s: %s", args.command, str(err).strip().splitlines()[0] if str(err).strip() else err)
+        LOG.error("meta-ood %s: %s", args.command, first_line(err))
         return 2
     except KeyboardInterrupt:
         LOG.error("meta-ood %s: interrupted", args.command)
@@ -474,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if type(err).__module__.split(".")[0] != "rosbags":  # rosbags' own errors (e.g. WriterError): one line
             raise
-        LOG.error("meta-ood %s: %s", args.command, str(err).strip().splitlines()[0] if str(err).strip() else err)
+        LOG.error("meta-ood %s: %s", args.command, first_line(err))
         return 2
     return status or 0
 

@@ -72,7 +72,7 @@ class PixelMetricsAccumulator:
             if v.size and not np.isfinite(v).all():
                 raise ValueError(f"scores hold NaN or inf on {int((~np.isfinite(v)).sum())} labelled pixel(s)")
             if self.quantum is not None and v.size and (v.min() < 0 or v.max() > 1):
-                raise ValueError("binned pixel metrics need scores in [0, 1]")
+                raise ValueError(f"binned pixel metrics need scores in [0, 1], got [{v.min():g}, {v.max():g}]")
         for column, v in enumerate(groups):
             self._hist[column] += np.histogram(v, bins=REFERENCE_BINS, range=(0.0, 1.0))[0]
             if self.quantum is not None:

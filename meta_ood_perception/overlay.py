@@ -11,6 +11,7 @@ import numpy.typing as npt
 KEPT = (0, 0, 255)  # BGR red: kept anomalies
 REJECTED = (160, 160, 160)  # grey: removed by the meta classifier
 CORRIDOR = (0, 200, 255)
+UNAVAILABLE = (0, 165, 255)  # orange banner: perception not live
 
 
 def annotate(
@@ -37,21 +38,23 @@ def annotate(
             cv2.rectangle(bgr, (x0, y0), (x1, y1), REJECTED, 1)
     hint = result.brake
     if not hint.available:
-        text, color = "PERCEPTION UNAVAILABLE", (0, 165, 255)
+        text, color = "PERCEPTION UNAVAILABLE", UNAVAILABLE
     elif hint.active:
         text, color = f"BRAKE  risk {hint.risk:.2f}", (0, 0, 220)
     else:
         text, color = f"clear  risk {hint.risk:.2f}", (40, 140, 40)
-    cv2.rectangle(bgr, (0, 0), (bgr.shape[1], 18), color, -1)
-    cv2.putText(bgr, f"{text}  {label}".strip(), (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1,
-                cv2.LINE_AA)  # fmt: skip
+    _banner(bgr, f"{text}  {label}".strip(), color)
     return bgr
+
+
+def _banner(bgr: npt.NDArray[np.uint8], text: str, color: tuple[int, int, int]) -> None:
+    """Draw the 18-pixel state banner across the top of ``bgr`` in place."""
+    cv2.rectangle(bgr, (0, 0), (bgr.shape[1], 18), color, -1)
+    cv2.putText(bgr, text[:120], (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def unavailable(image: npt.NDArray[np.uint8], reason: str, label: str = "") -> npt.NDArray[np.uint8]:
     """(H, W, 3) RGB frame → BGR frame with the "perception unavailable" banner and the reason (no overlay)."""
     bgr = np.ascontiguousarray(image[..., ::-1]).copy()
-    cv2.rectangle(bgr, (0, 0), (bgr.shape[1], 18), (0, 165, 255), -1)
-    text = f"PERCEPTION UNAVAILABLE  {label}  {reason}".strip()[:120]
-    cv2.putText(bgr, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+    _banner(bgr, f"PERCEPTION UNAVAILABLE  {label}  {reason}".strip(), UNAVAILABLE)
     return bgr

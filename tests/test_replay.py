@@ -34,9 +34,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 
 def header(stamp_ns: int, frame_id: str = "cam"):
-    return T.get("std_msgs/msg/Header")(
-        stamp=T.get("builtin_interfaces/msg/Time")(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id=frame_id
-    )
+    return cv.make_header(T, stamp_ns, frame_id)
 
 
 def image_msg(pixels, encoding, stamp_ns, step=None, data=None):

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from meta_ood_perception import __version__
 from meta_ood_perception.bundle import DEFAULT_BUNDLE, Bundle, load_bundle, write_bundle
 from meta_ood_perception.models import MEAN_RGB, STD_RGB, build_model
+from meta_ood_perception.reports import json_safe
 
 from .datasets.base import OOD_LABEL, VOID_LABEL
 from .evaluate_bundle import evaluate_bundle
@@ -209,10 +210,4 @@ def build_default_bundle(out_dir: str | Path = DEFAULT_BUNDLE, config: DefaultBu
 
 def finite(value: Any) -> Any:
     """``value`` with non-finite floats replaced by None, recursively (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+    return json_safe(value)

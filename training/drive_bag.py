@@ -63,10 +63,7 @@ def write_drive_bag(
         sequence = iter_drive(seed, frames, height, width)
         for i, (image, target) in enumerate(tqdm(sequence, total=frames, desc="drive bag", disable=not progress)):
             stamp = start_ns + i * period
-            header = types.get("std_msgs/msg/Header")(
-                stamp=types.get("builtin_interfaces/msg/Time")(sec=stamp // 10**9, nanosec=stamp % 10**9),
-                frame_id=frame_id,
-            )
+            header = cv.make_header(types, stamp, frame_id)
             log_time = stamp + 2_000_000
             if encoding in ("jpeg", "png"):
                 ext = ".jpg" if encoding == "jpeg" else ".png"

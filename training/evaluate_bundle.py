@@ -9,7 +9,6 @@ SMIYC metrics and the false-positive / false-negative counts before and after re
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from meta_ood_perception.components import ood_mask
 from meta_ood_perception.evaluation import PixelMetricsAccumulator
 from meta_ood_perception.metrics import component_metrics, ground_truth_metrics
 from meta_ood_perception.preprocessing import check_frame, logits_to_probs, to_network_input
+from meta_ood_perception.reports import write_json
 from meta_ood_perception.scores import anomaly_score
 from meta_ood_perception.smiyc import SegmentMetricsAccumulator, frame_segments
 
@@ -111,13 +111,4 @@ def evaluate_bundle(
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:
     """Write the report as JSON (NaN written as null)."""
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, float) and not np.isfinite(value):
-            return None
-        return value
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(clean(report), indent=1) + "\n")
+    write_json(report, path)

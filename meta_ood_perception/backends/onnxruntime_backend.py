@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from ..reports import first_line
 from . import BackendError, check_options
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class OnnxRuntimeBackend:
         try:
             self._session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
         except Exception as err:  # onnxruntime raises its own exception types for corrupt graphs
-            raise BackendError(f"onnxruntime backend: cannot load {path}: {str(err).splitlines()[0]}") from None
+            raise BackendError(f"onnxruntime backend: cannot load {path}: {first_line(err)}") from None
         inputs = self._session.get_inputs()
         outputs = [o.name for o in self._session.get_outputs()]
         if len(inputs) != 1 or "logits" not in outputs:
@@ -127,5 +128,5 @@ class OnnxRuntimeBackend:
         try:
             values = self._session.run(None, {self._input: np.ascontiguousarray(batch, np.float32)})
         except Exception as err:  # onnxruntime's exception types do not derive from ValueError
-            raise BackendError(f"onnxruntime backend: run failed: {str(err).splitlines()[0]}") from None
+            raise BackendError(f"onnxruntime backend: run failed: {first_line(err)}") from None
         return dict(zip(self._outputs, values, strict=True))

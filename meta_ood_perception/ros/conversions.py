@@ -166,8 +166,9 @@ def compressed_to_rgb(msg: Any) -> npt.NDArray[np.uint8]:
     if data.size == 0:
         raise ValueError(f"CompressedImage ({msg.format!r}) holds no data")
     if not _fits(data):
-        raise ValueError(f"CompressedImage ({msg.format!r}) declares an image larger than {MAX_SIDE} pixels a side "
-                         f"or {MAX_DECODED_PIXELS} pixels")  # fmt: skip
+        height, width = _declared_size(data) or (0, 0)
+        raise ValueError(f"CompressedImage ({msg.format!r}) declares {height}×{width} pixels: larger than "
+                         f"{MAX_SIDE} pixels a side or {MAX_DECODED_PIXELS} pixels")  # fmt: skip
     truncated = _truncated(data)
     if truncated:
         raise ValueError(f"CompressedImage ({msg.format!r}, {data.size} bytes) is a truncated {truncated}")
@@ -239,6 +240,12 @@ def image_to_labels(msg: Any) -> npt.NDArray[np.uint8]:
     if height <= 0 or width <= 0 or step < width or data.size != step * height:
         raise ValueError(f"label image {height}×{width}, step {step}, {data.size} bytes is inconsistent")
     return np.ascontiguousarray(data.reshape(height, step)[:, :width])
+
+
+def make_header(types: MessageTypes, stamp_ns: int, frame_id: str = "") -> Any:
+    """A ``std_msgs/msg/Header`` stamped ``stamp_ns`` (integer nanoseconds)."""
+    stamp = types.get("builtin_interfaces/msg/Time")(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+    return types.get("std_msgs/msg/Header")(stamp=stamp, frame_id=frame_id)
 
 
 def copy_header(header: Any, types: MessageTypes) -> Any:

@@ -34,6 +34,7 @@ import numpy as np
 from ..brake import BrakeHint
 from ..bundle import load_bundle
 from ..pipeline import AnomalyPipeline
+from ..reports import first_line
 from . import conversions as cv
 from .params import PARAMETERS, CameraTopics, NodeConfig
 from .processor import CameraProcessor, ProcessedFrame
@@ -280,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             node = make_node_class()()
         except (ValueError, ParameterException, InvalidTopicNameException) as err:  # one line, no traceback
-            rclpy.logging.get_logger("anomaly_node").fatal(f"cannot start: {str(err).splitlines()[0]}")
+            rclpy.logging.get_logger("anomaly_node").fatal(f"cannot start: {first_line(err)}")
             return 2
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -25,6 +25,7 @@ from typing import Any
 from ..backends import BACKENDS
 from ..brake import DEFAULT_CORRIDOR, BrakeConfig
 from ..pipeline import PipelineConfig
+from ..reports import first_line
 
 #: name → (default, description). Types follow the defaults (a list of str / float is a ROS array parameter).
 PARAMETERS: dict[str, tuple[Any, str]] = {
@@ -299,7 +300,7 @@ def load_param_file(path: str | Path, node_name: str = "anomaly_node") -> dict[s
     try:
         doc = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"parameter file {path}: {str(err).splitlines()[0]}") from None
+        raise ValueError(f"parameter file {path}: {first_line(err)}") from None
     if not isinstance(doc, Mapping):
         raise ValueError(f"parameter file {path}: expected a mapping of node names")
     for key in (node_name, f"/{node_name}", "/**"):

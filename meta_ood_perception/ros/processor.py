@@ -22,6 +22,7 @@ import numpy.typing as npt
 from ..backends import BackendError
 from ..brake import BrakeHint
 from ..pipeline import STAGES, AnomalyPipeline, FrameResult
+from ..reports import first_line
 from . import conversions as cv
 from .params import CameraTopics
 
@@ -98,16 +99,18 @@ class CameraProcessor:
         try:
             image = cv.message_to_rgb(msg)
         except (ValueError, AttributeError, TypeError) as err:
-            return self._reject(header, stamp, None, f"bad frame: {_line(err)}", "input", reset=False)
+            return self._reject(header, stamp, None, f"bad frame: {first_line(err)}", "input", reset=False)
         t1 = time.perf_counter()
         try:
             result = self.pipeline.process(image)
         except ValueError as err:
             kind = "fault" if isinstance(err, BackendError) or "network output" in str(err) else "input"
-            return self._reject(header, stamp, image, _line(err), kind, reset=kind == "fault")
+            return self._reject(header, stamp, image, first_line(err), kind, reset=kind == "fault")
         except Exception as err:  # a backend that fails must not take the node or the replay down
             LOG.debug("pipeline failure", exc_info=True)
-            return self._reject(header, stamp, image, f"backend failure: {type(err).__name__}: {_line(err)}", "fault")
+            return self._reject(
+                header, stamp, image, f"backend failure: {type(err).__name__}: {first_line(err)}", "fault"
+            )
         t2 = time.perf_counter()
         t = self.types
         try:
@@ -118,7 +121,9 @@ class CameraProcessor:
                 messages["detections"] = cv.detections_to_msg(result.components, header, t)
             messages["emergency_brake"] = cv.brake_to_msg(result.brake, header, t)
         except (AttributeError, TypeError, ValueError) as err:  # e.g. an unreadable header
-            return self._reject(header, stamp, image, f"cannot build the outputs: {_line(err)}", "input", reset=False)
+            return self._reject(
+                header, stamp, image, f"cannot build the outputs: {first_line(err)}", "input", reset=False
+            )
         t3 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1e3, **result.timings_ms, "encode": (t3 - t2) * 1e3}
         timings["total"] = (t3 - t0) * 1e3
@@ -150,11 +155,6 @@ class CameraProcessor:
         return ProcessedFrame(self.camera, stamp, image, None, hint, messages, rejection)
 
 
-def _line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 class ProcessingStats:
     """Frame counts, rejections and per-stage latencies.
 
@@ -184,18 +184,17 @@ class ProcessingStats:
                 if stage in self.latency_ms:
                     self.latency_ms[stage].append(ms)
             return
-        self.frames_rejected += 1
-        self.rejections.append(frame.error)
-        self.consecutive_rejected += 1
-        if frame.error.kind == "fault":
-            self.faults += 1
-            self.consecutive_faults += 1
+        self.reject(frame.error)
 
     def reject(self, rejection: Rejection) -> None:
-        """Count a message rejected before it reached a processor (e.g. one that does not deserialize)."""
+        """Count one rejected frame (also one that never reached a processor, e.g. a message that does not
+        deserialize); ``kind == "fault"`` also counts a fault."""
         self.frames_rejected += 1
         self.consecutive_rejected += 1
         self.rejections.append(rejection)
+        if rejection.kind == "fault":
+            self.faults += 1
+            self.consecutive_faults += 1
 
     def percentiles(self) -> dict[str, dict[str, float]]:
         """``{stage: {"p50", "p95", "p99", "mean"}}`` in milliseconds (stages without samples are left out)."""

@@ -20,7 +20,6 @@ label topic's namespace (or of the only camera).
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 import math
 import shutil
@@ -39,6 +38,7 @@ import numpy.typing as npt
 from ..bundle import load_bundle
 from ..evaluation import PixelMetricsAccumulator
 from ..pipeline import AnomalyPipeline
+from ..reports import first_line, write_json
 from ..smiyc import SegmentMetricsAccumulator, frame_segments
 from . import conversions as cv
 from .params import NodeConfig, all_camera_topics
@@ -132,7 +132,7 @@ def open_reader(path: str | Path, salvage: bool = False) -> Any:
         reader = AnyReader([bag], default_typestore=types.typestore)
         reader.open()
     except Exception as err:  # rosbags raises several reader error types, and OSError / sqlite3 errors
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        detail = first_line(err)
         if salvage and mcap_file(bag) is not None:
             try:
                 return SalvageReader(bag)
@@ -390,8 +390,7 @@ def _guarded(messages: Iterator[tuple[Any, int, bytes]], errors: list[str]) -> I
         except StopIteration:
             return
         except Exception as err:  # rosbags / mcap / sqlite3 raise their own types on damaged data
-            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            errors.append(f"the input bag is damaged after {count} messages: {detail}")
+            errors.append(f"the input bag is damaged after {count} messages: {first_line(err)}")
             return
         count += 1
         yield item
@@ -575,7 +574,7 @@ def _run(
                     stamp = _stamp_or_none(raw, ros1)
                     stats[topic].reject(Rejection(topic, stamp, msg))
                     if stamp is not None:  # the consumer learns that this stamp has no perception
-                        down = processors[topic].unavailable(_header(types, stamp), msg, reset=False)
+                        down = processors[topic].unavailable(cv.make_header(types, stamp), msg, reset=False)
                         brake_topic = processors[topic].camera.outputs["emergency_brake"]
                         output.write(brake_topic, OUTPUT_TYPES["emergency_brake"], down.messages["emergency_brake"],
                                      log_time)  # fmt: skip
@@ -644,13 +643,7 @@ def _deserialize(reader: Any, raw: bytes, connection: Any) -> Any:
     try:
         return reader.deserialize(raw, connection.msgtype)
     except Exception as err:  # rosbags raises struct.error, IndexError, ValueError, ... on corrupt CDR
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return f"corrupt message ({connection.msgtype}, {len(raw)} bytes): {detail}"
-
-
-def _header(types: cv.RosbagsTypes, stamp: int) -> Any:
-    time_ = types.get("builtin_interfaces/msg/Time")(sec=stamp // 10**9, nanosec=stamp % 10**9)
-    return types.get("std_msgs/msg/Header")(stamp=time_, frame_id="")
+        return f"corrupt message ({connection.msgtype}, {len(raw)} bytes): {first_line(err)}"
 
 
 def _stamp_or_none(raw: bytes, ros1: bool = False) -> int | None:
@@ -729,21 +722,3 @@ def _summary(
                        for r in rejections],
         "latency_ms": merged.percentiles(), "brake_events": events,
     }  # fmt: skip
-
-
-def write_json(data: dict[str, Any], path: Path) -> None:
-    """Write ``data`` as indented JSON; NaN / inf become null."""
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [clean(v) for v in value]
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, np.generic):
-            return clean(value.item())
-        return value
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(data), indent=1) + "\n")

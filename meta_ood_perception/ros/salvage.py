@@ -6,7 +6,9 @@
 chunk cut in the middle). It collects the channels and messages it can read up to the damage and offers the small
 part of ``rosbags.highlevel.AnyReader``'s interface that replay uses (``connections``, ``messages``,
 ``deserialize``, ``close``). Messages are deserialized with the ROS 2 Jazzy typestore (+ vision_msgs); channels of
-other types are listed but cannot be deserialized. Opt-in: ``meta-ood replay --salvage``.
+other types are listed but cannot be deserialized. Opt-in: ``meta-ood replay --salvage``. (The ``mcap`` package's
+stream reader stops at the first incomplete record, which for a single-chunk recording loses everything; hence
+this reader, which also takes the complete records of a chunk cut in the middle.)
 """
 
 from __future__ import annotations

@@ -153,8 +153,6 @@ class LatestFrameScheduler:
                 state.last_done = now
                 if frame is None:
                     state.stats.reject(Rejection(name, None, reason, "fault"))
-                    state.stats.faults += 1
-                    state.stats.consecutive_faults += 1
                     state.last_error = reason
                     state.reset_pending = True
                     continue

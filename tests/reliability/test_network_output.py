@@ -55,8 +55,7 @@ def test_bad_network_output_is_a_fault_not_a_clear_frame(outputs, message):
     with pytest.raises(ValueError, match=message):
         pipeline.process(np.zeros((*SIZE, 3), np.uint8))
     types = cv.RosbagsTypes()
-    header = types.get("std_msgs/msg/Header")(stamp=types.get("builtin_interfaces/msg/Time")(sec=1, nanosec=0),
-                                              frame_id="cam")  # fmt: skip
+    header = cv.make_header(types, 10**9, "cam")
     msg = types.get("sensor_msgs/msg/Image")(header=header, height=SIZE[0], width=SIZE[1], encoding="rgb8",
                                              is_bigendian=0, step=SIZE[1] * 3,
                                              data=np.zeros(SIZE[0] * SIZE[1] * 3, np.uint8))  # fmt: skip

@@ -40,9 +40,7 @@ def rss_bytes() -> int:
 
 def image_msg(pixels, stamp):
     h, w = pixels.shape[:2]
-    header = T.get("std_msgs/msg/Header")(
-        stamp=T.get("builtin_interfaces/msg/Time")(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="cam"
-    )
+    header = cv.make_header(T, stamp, "cam")
     return T.get("sensor_msgs/msg/Image")(header=header, height=h, width=w, encoding="rgb8", is_bigendian=0,
                                           step=w * 3, data=pixels.reshape(-1))  # fmt: skip
 
@@ -245,7 +243,6 @@ def test_a_handler_bug_does_not_stop_the_worker():
     stats = scheduler.cameras[TOPIC].stats
     assert calls == ["boom", "ok"] and stats.faults == 1 and stats.frames_processed == 1
     assert "internal error: KeyError" in stats.rejections[0].reason
-    assert threading.active_count() >= 1
 
 
 def _instant(camera, msg, received):
