@@ -34,7 +34,8 @@ class BrakeConfig:
         corridor: polygon of ≥ 3 (x, y) vertices in normalized image coordinates, each in [0, 1].
         use_road: intersect the corridor with the pixels the network labels as road.
         min_area_px: pixels a component needs inside the corridor, at native resolution.
-        max_p_false_positive: components whose meta-classifier P(false positive) reaches it are ignored.
+        max_p_false_positive: components whose meta-classifier P(false positive) reaches it are ignored (the
+            pipeline passes removed components with P = 1, so 1.0 counts exactly the components its mask keeps).
         persistence_k: hits needed among the last ``persistence_n`` frames to turn the hint on.
         persistence_n: length of the persistence window, in frames.
         release_frames: consecutive frames without a hit before an active hint turns off.
@@ -44,7 +45,7 @@ class BrakeConfig:
     corridor: tuple[tuple[float, float], ...] = DEFAULT_CORRIDOR
     use_road: bool = False
     min_area_px: int = 100
-    max_p_false_positive: float = 0.5
+    max_p_false_positive: float = 1.0
     persistence_k: int = 2
     persistence_n: int = 3
     release_frames: int = 5
@@ -123,14 +124,25 @@ class BrakeHintPolicy:
         return self._corridor_cache[key]
 
     def corridor_areas(
-        self, labels: npt.NDArray[np.integer], n_components: int, road: npt.NDArray[np.bool_] | None = None
+        self,
+        labels: npt.NDArray[np.integer],
+        n_components: int,
+        road: npt.NDArray[np.bool_] | None = None,
+        pixel_area: npt.NDArray[np.float64] | None = None,
     ) -> npt.NDArray[np.int64]:
-        """Pixels of each component 1..n inside the corridor (∩ road if configured): (n,) int64."""
+        """Pixels of each component 1..n inside the corridor (∩ road if configured): (n,) int64.
+
+        ``pixel_area`` (same shape as ``labels``) counts each label pixel as that many camera pixels, for labels
+        computed on a coarser grid than the camera's (the pipeline's metric resolution); default 1 each.
+        """
         region = self.corridor_mask(*labels.shape)
         if self.config.use_road and road is not None:
             region = region & road
         inside = labels[region]
-        return np.bincount(inside[inside > 0], minlength=n_components + 1)[1 : n_components + 1].astype(np.int64)
+        keep = inside > 0
+        weights = None if pixel_area is None else pixel_area[region][keep]
+        counts = np.bincount(inside[keep], weights=weights, minlength=n_components + 1)[1 : n_components + 1]
+        return np.rint(counts).astype(np.int64)
 
     def update(
         self,

@@ -3,9 +3,18 @@
 Layout (``bundle.json`` names every other file; all paths are relative and must stay inside the directory)::
 
     bundle.json                  manifest: schema version, model architecture, class names, input size,
-                                 mean/std, threshold t, feature names, code version, SHA-256 of every file
+                                 mean/std, threshold t, metric resolution, meta-classifier cut and training
+                                 regime, feature names, code version, SHA-256 of every file
     model.safetensors            the network's state dict (torch backend)
-    meta_classifier.json / .npz  the meta classifier (see meta_ood_perception.meta_classifier)
+    model.onnx                   optional: the exported graph (onnxruntime / tensorrt backends)
+    meta_classifier.json / .npz  the meta classifier (see meta_ood_perception.meta_classifier); a bundle without
+                                 one (``"meta_classifier": null``) keeps every component
+
+The *metric resolution* (``metrics.height`` × ``metrics.width``) is where the score, the OoD mask, the components,
+their 75 metrics, the meta classifier and the brake hint are computed, whatever the camera size: the meta
+classifier's features (sizes in pixels, positions) mean the same on every camera. ``meta_training`` records the
+regime the meta classifier was trained in (threshold, metric resolution, frame aspect ratio, data); the pipeline
+warns once when it is used outside it.
 
 ``load_bundle(path)`` validates everything before use and names the first problem; nothing is unpickled.
 ``load_bundle("default")`` is the embedded default bundle shipped in the wheel (meta_ood_perception/data).
@@ -22,10 +31,14 @@ from typing import Any
 from . import __version__
 from .meta_classifier import MetaClassifier, MetaClassifierError, load_meta_classifier, sha256_file
 from .metrics import feature_names
+from .scores import DEFAULT_THRESHOLD
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Components with a meta-classifier P(false positive) at or above this are removed, unless the bundle says otherwise.
+DEFAULT_MAX_P_FALSE_POSITIVE = 0.5
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "data" / "default_bundle"
 MANIFEST = "bundle.json"
+META_CLASSIFIER_FILE = "meta_classifier.json"
 
 
 class BundleError(ValueError):
@@ -39,12 +52,13 @@ class Bundle:
     Attributes:
         root: the bundle directory.
         manifest: the parsed ``bundle.json``.
-        meta_classifier: the loaded meta classifier (its feature names equal :attr:`feature_names`).
+        meta_classifier: the loaded meta classifier (its feature names equal :attr:`feature_names`), or None for
+            a bundle that keeps every component.
     """
 
     root: Path
     manifest: dict[str, Any]
-    meta_classifier: MetaClassifier
+    meta_classifier: MetaClassifier | None
 
     @property
     def class_names(self) -> list[str]:
@@ -66,6 +80,23 @@ class Bundle:
         """(height, width) the network is run at, in pixels."""
         size = self.manifest["input"]
         return int(size["height"]), int(size["width"])
+
+    @property
+    def metric_size(self) -> tuple[int, int]:
+        """(height, width) of the grid score, components, metrics, meta classifier and brake run at, pixels."""
+        size = self.manifest["metrics"]
+        return int(size["height"]), int(size["width"])
+
+    @property
+    def max_p_false_positive(self) -> float:
+        """The meta-classifier cut: components with P(false positive) at or above it are removed."""
+        return float(self.manifest["max_p_false_positive"])
+
+    @property
+    def meta_training(self) -> dict[str, Any] | None:
+        """The regime the meta classifier was trained in (threshold, metric size, aspect ratio, data), or None."""
+        value = self.manifest.get("meta_training")
+        return dict(value) if isinstance(value, dict) else None
 
     @property
     def mean(self) -> tuple[float, float, float]:
@@ -135,9 +166,22 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{manifest_path}: expected a JSON object")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise BundleError(
-            f"{manifest_path}: schema_version {manifest.get('schema_version')!r}, this code reads {SCHEMA_VERSION}"
+            f"{manifest_path}: schema_version {manifest.get('schema_version')!r}, this code reads {SCHEMA_VERSION} "
+            "(rebuild the bundle with this version of meta-ood)"
         )
-    for key in ("model", "class_names", "input", "threshold", "meta_classifier", "feature_names", "checksums"):
+    required = (
+        "model",
+        "class_names",
+        "input",
+        "metrics",
+        "threshold",
+        "max_p_false_positive",
+        "meta_classifier",
+        "meta_training",
+        "feature_names",
+        "checksums",
+    )
+    for key in required:
         if key not in manifest:
             raise BundleError(f"{manifest_path}: missing field {key!r}")
     model = manifest["model"]
@@ -159,9 +203,19 @@ def load_bundle(path: str | Path) -> Bundle:
     if not ok:
         raise BundleError(f"{manifest_path}: input needs positive integer height/width and 3 finite mean and "
                           f"positive std values, got {inp}")  # fmt: skip
+    metrics = manifest["metrics"]
+    if not (
+        isinstance(metrics, dict) and all(_positive_int(metrics.get(k)) for k in ("height", "width"))
+    ):  # fmt: skip
+        raise BundleError(f"{manifest_path}: metrics needs positive integer height/width, got {metrics}")
     threshold = manifest["threshold"]
-    if not isinstance(threshold, int | float) or not 0.0 <= float(threshold) <= 1.0:
+    if not _number(threshold) or not 0.0 <= float(threshold) <= 1.0:
         raise BundleError(f"{manifest_path}: threshold must lie in [0, 1], got {threshold!r}")
+    cut = manifest["max_p_false_positive"]
+    if not _number(cut) or not 0.0 < float(cut) <= 1.0:
+        raise BundleError(f"{manifest_path}: max_p_false_positive must lie in (0, 1], got {cut!r}")
+    if manifest["meta_training"] is not None and not isinstance(manifest["meta_training"], dict):
+        raise BundleError(f"{manifest_path}: meta_training must be an object or null")
     expected_features = feature_names(len(names))
     if manifest["feature_names"] != expected_features:
         raise BundleError(
@@ -185,12 +239,24 @@ def load_bundle(path: str | Path) -> Bundle:
             raise BundleError(f"{manifest_path}: model file for {role!r} missing: {file}")
         if name not in checksums:
             raise BundleError(f"{manifest_path}: model file {name!r} has no checksum")
-    meta_path = _inside(root, str(manifest["meta_classifier"]), "meta_classifier")
+    if manifest["meta_classifier"] is None:
+        return Bundle(root, manifest, None)
+    if not isinstance(manifest["meta_classifier"], str):
+        raise BundleError(f"{manifest_path}: meta_classifier must be a file name or null")
+    meta_path = _inside(root, manifest["meta_classifier"], "meta_classifier")
     try:
         meta = load_meta_classifier(meta_path, expected_names=expected_features)
     except MetaClassifierError as err:
         raise BundleError(f"{manifest_path}: meta classifier: {err}") from err
     return Bundle(root, manifest, meta)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def write_bundle(
@@ -200,18 +266,24 @@ def write_bundle(
     architecture: str,
     class_names: list[str],
     input_size: tuple[int, int],
-    meta_classifier: MetaClassifier,
+    meta_classifier: MetaClassifier | None,
     mean: tuple[float, float, float],
     std: tuple[float, float, float],
-    threshold: float = 0.7,
+    threshold: float = DEFAULT_THRESHOLD,
+    metric_size: tuple[int, int] | None = None,
+    max_p_false_positive: float = DEFAULT_MAX_P_FALSE_POSITIVE,
+    meta_training: dict[str, Any] | None = None,
     model_options: dict[str, Any] | None = None,
     extra_model_files: dict[str, str] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Bundle:
     """Write a bundle (torch state dict as safetensors, meta classifier, manifest) and return it loaded.
 
-    ``extra_model_files`` names further model files already in ``out_dir`` by role (e.g. ``{"onnx": "model.onnx"}``);
-    they are checksummed like the rest.
+    ``metric_size`` (default: ``input_size``) is the metric resolution; ``meta_classifier=None`` writes a bundle
+    that keeps every component; ``meta_training`` records the classifier's training regime (see the module
+    docstring). ``extra_model_files`` names further model files already in ``out_dir`` by role (e.g.
+    ``{"onnx": "model.onnx"}``); they are checksummed like the rest. Files of an earlier meta classifier are
+    removed when the bundle has none.
     """
     from safetensors.torch import save_file
 
@@ -219,12 +291,19 @@ def write_bundle(
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
-    meta_json = meta_classifier.save(out / "meta_classifier.json")
+    meta_files: list[str] = []
+    if meta_classifier is not None:
+        meta_json = meta_classifier.save(out / META_CLASSIFIER_FILE)
+        meta_files = [meta_json.name, meta_json.name.removesuffix(".json") + ".npz"]
+    else:
+        for stale in (META_CLASSIFIER_FILE, META_CLASSIFIER_FILE.removesuffix(".json") + ".npz"):
+            (out / stale).unlink(missing_ok=True)
     extra = dict(extra_model_files or {})
     for role, name in extra.items():
         if not (out / name).is_file():
             raise BundleError(f"model file for {role!r} not found in {out}: {name}")
-    files = ["model.safetensors", meta_json.name, meta_json.name.removesuffix(".json") + ".npz", *extra.values()]
+    files = ["model.safetensors", *meta_files, *extra.values()]
+    metric_h, metric_w = metric_size or input_size
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "code_version": __version__,
@@ -242,9 +321,12 @@ def write_bundle(
             "channel_order": "RGB",
             "scale": "pixel / 255",
         },
+        "metrics": {"height": int(metric_h), "width": int(metric_w)},
         "threshold": float(threshold),
-        "meta_classifier": meta_json.name,
-        "feature_names": list(meta_classifier.feature_names),
+        "max_p_false_positive": float(max_p_false_positive),
+        "meta_classifier": meta_files[0] if meta_files else None,
+        "meta_training": dict(meta_training) if meta_training is not None else None,
+        "feature_names": feature_names(len(class_names)),
         "checksums": {name: sha256_file(out / name) for name in files},
         "metadata": dict(metadata or {}),
     }

@@ -122,68 +122,77 @@ def cmd_train_ood(args: argparse.Namespace) -> None:
     LOG.info("done: %s", result["checkpoint"])
 
 
-def cmd_extract_metrics(args: argparse.Namespace) -> None:
-    """Run a model over an OoD test set and write the component-metric table (F.npz) for meta-cv."""
-    _training()
-    from meta_ood_perception.models import build_model, load_checkpoint
-    from meta_ood_training.datasets import FishyscapesStatic, LostAndFound
-    from meta_ood_training.meta_extract import extract, model_frames
+def _pipeline(args: argparse.Namespace) -> Any:
+    """The bundle's deployed pipeline for an offline command (``--bundle``, ``--backend``)."""
+    from .pipeline import AnomalyPipeline
 
-    dataset = LostAndFound(args.root, args.split or "test") if args.dataset == "lostandfound" else (
-        FishyscapesStatic(args.root, args.split or "Static")
-    )  # fmt: skip
-    model = build_model(args.model, args.num_classes)
-    if args.checkpoint:
-        load_checkpoint(model, args.checkpoint)
-    else:
-        LOG.warning("no --checkpoint: the model has random weights")
-    data = extract(model_frames(model, dataset, device=args.device, limit=args.frames), threshold=args.threshold)
+    return AnomalyPipeline.from_bundle(args.bundle, backend=args.backend)
+
+
+def _dataset(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
+    """The labelled test set of ``--dataset`` and its group ids (None = one group per frame)."""
+    if args.dataset == "synthetic":
+        from meta_ood_training.synthetic import SyntheticWorld
+
+        size = getattr(args, "size", None) or (256, 512)
+        return SyntheticWorld("hazard", args.seed, args.frames or 100, size[0], size[1]), None
+    if args.root is None:
+        raise CLIError(f"--root is required for --dataset {args.dataset}")
+    from meta_ood_training.datasets import FishyscapesStatic, LostAndFound
+
+    if args.dataset == "lostandfound":
+        laf = LostAndFound(args.root, args.split or "test")
+        return laf, (laf.sequences if getattr(args, "group", "sequence") == "sequence" else None)
+    return FishyscapesStatic(args.root, args.split or "Static"), None
+
+
+def cmd_extract_metrics(args: argparse.Namespace) -> None:
+    """Run a bundle's deployed pipeline over a labelled test set and write the component-metric table (F.npz)."""
+    _training()
+    from meta_ood_training.meta_extract import extract
+
+    pipeline = _pipeline(args)
+    dataset, groups = _dataset(args)
+    data = extract(pipeline, dataset, frames=args.frames, groups=groups).dataset()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     data.save(args.out)
     LOG.info("%d components from %d frames (%.1f %% false positives) -> %s", data.n,
-             len(set(data.group.tolist())) if data.group is not None else 0, 100 * data.y.mean() if data.n else 0,
+             min(args.frames or len(dataset), len(dataset)), 100 * data.y.mean() if data.n else 0,
              args.out)  # fmt: skip
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Evaluate a bundle on an OoD test set: pixel metrics, SMIYC component metrics, meta classification."""
     _training()
-    from meta_ood_perception.bundle import load_bundle
-    from meta_ood_training.datasets import FishyscapesStatic, LostAndFound
     from meta_ood_training.evaluate_bundle import evaluate_bundle, write_report
 
-    bundle = load_bundle(args.bundle)
-    if args.dataset == "synthetic":
-        from meta_ood_training.synthetic import SyntheticWorld
-
-        dataset: Any = SyntheticWorld("hazard", args.seed, args.frames or 100, 256, 512)
-    elif args.root is None:
-        raise CLIError(f"--root is required for --dataset {args.dataset}")
-    else:
-        dataset = LostAndFound(args.root) if args.dataset == "lostandfound" else FishyscapesStatic(args.root)
+    pipeline = _pipeline(args)
+    dataset, groups = _dataset(args)
     report = evaluate_bundle(
-        bundle, dataset, frames=args.frames, device=args.device, min_pred_size=args.min_pred_size,
+        pipeline, dataset, frames=args.frames, groups=groups, min_pred_size=args.min_pred_size,
         min_gt_size=args.min_gt_size, plots_dir=args.plots,
     )  # fmt: skip
     report["bundle"], report["dataset"] = str(args.bundle), args.dataset
+    if args.dataset == "synthetic":
+        report["seed"] = args.seed
     write_report(report, args.report)
-    pix = report["pixel"]
-    LOG.info("pixel AUROC %.4f FPR95 %.4f AUPRC %.4f; components mean F1 %.4f -> %s", pix["auroc"], pix["fpr95"],
-             pix["auprc"], report["components"]["mean_F1"], args.report)  # fmt: skip
+    pix, comp = report["pixel"], report["components"]
+    LOG.info("pixel AUROC %.4f FPR95 %.4f AUPRC %.4f; components mean F1 %.4f; false positives %d -> %d, true "
+             "detections lost %d of %d -> %s", pix["auroc"], pix["fpr95"], pix["auprc"], comp["mean_F1"],
+             comp["false_positives_before"], comp["false_positives_after"], comp["true_detections_lost"],
+             comp["true_detections"], args.report)  # fmt: skip
+    if report["meta"].get("note"):
+        LOG.info("meta classifier: %s", report["meta"]["note"])
 
 
 def cmd_build_default_bundle(args: argparse.Namespace) -> None:
-    """Train everything on the synthetic world and write the embedded default bundle (about 15 min on 2 cores)."""
+    """Train everything on the synthetic world and write the embedded default bundle (about 20 min on 2 cores)."""
     _training()
-    from meta_ood_training.default_bundle import DefaultBundleConfig, build_default_bundle
+    from meta_ood_training.default_bundle import DefaultBundleConfig, build_default_bundle, smoke_config
 
-    config = DefaultBundleConfig()
-    if args.smoke:  # a minutes-long run at tiny scale: checks the pipeline, not the quality
-        config = DefaultBundleConfig(height=64, width=128, model_width=4, closed_steps=4, ood_steps=3, batch=4,
-                                     metric_frames=12, eval_frames=3, mlp_epochs=2, onednn=False)  # fmt: skip
-    from meta_ood_perception.bundle import DEFAULT_BUNDLE
+    from .bundle import DEFAULT_BUNDLE
 
-    build_default_bundle(args.out or DEFAULT_BUNDLE, config)
+    build_default_bundle(args.out or DEFAULT_BUNDLE, smoke_config() if args.smoke else DefaultBundleConfig())
 
 
 def cmd_results(args: argparse.Namespace) -> None:
@@ -328,6 +337,18 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device for MLP training (cpu, cuda, ...)")
 
 
+def _add_dataset_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", required=True, help="bundle directory, or 'default'")
+    p.add_argument("--backend", default="onnxruntime", help="inference backend: onnxruntime (default), torch")
+    p.add_argument("--dataset", choices=("lostandfound", "fishyscapes", "synthetic"), required=True)
+    p.add_argument("--root", type=Path, default=None, help="dataset root (real datasets)")
+    p.add_argument("--split", default=None, help="dataset split (LostAndFound: test; Fishyscapes: Static)")
+    p.add_argument("--frames", type=int, default=None, help="use only the first N frames (synthetic: default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="synthetic frame size, pixels (default 256 512)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``meta-ood`` argument parser."""
     parser = argparse.ArgumentParser(prog="meta-ood", description=__doc__)
@@ -369,25 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
     train_ood.set_defaults(func=cmd_train_ood)
 
     ext = sub.add_parser("extract-metrics", help=cmd_extract_metrics.__doc__)
-    ext.add_argument("--dataset", choices=("lostandfound", "fishyscapes"), required=True)
-    ext.add_argument("--root", type=Path, required=True, help="dataset root folder")
-    ext.add_argument("--split", default=None, help="dataset split (LostAndFound: test; Fishyscapes: Static)")
-    ext.add_argument("--model", default="deeplabv3plus_wrn38", help="model name for build_model")
-    ext.add_argument("--num-classes", type=int, default=19)
-    ext.add_argument("--checkpoint", type=Path, default=None, help="model weights (published format or state dict)")
-    ext.add_argument("--threshold", type=float, default=0.7, help="anomaly threshold t of the OoD mask")
-    ext.add_argument("--frames", type=int, default=None, help="use only the first N frames")
-    ext.add_argument("--device", default="cpu")
+    _add_dataset_options(ext)
+    ext.add_argument("--group", choices=("frame", "sequence"), default="sequence",
+                     help="cross-validation groups: LostAndFound sequences (default) or single frames")  # fmt: skip
     ext.add_argument("--out", type=Path, required=True, help="features file to write (.npz)")
     ext.set_defaults(func=cmd_extract_metrics)
 
     ev = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
-    ev.add_argument("--bundle", required=True, help="bundle directory, or 'default'")
-    ev.add_argument("--dataset", choices=("lostandfound", "fishyscapes", "synthetic"), required=True)
-    ev.add_argument("--root", type=Path, default=None, help="dataset root (real datasets)")
-    ev.add_argument("--frames", type=int, default=None, help="evaluate only the first N frames")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
-    ev.add_argument("--device", default="cpu")
+    _add_dataset_options(ev)
     ev.add_argument("--min-pred-size", type=int, default=50, help="SMIYC: smallest predicted component (px)")
     ev.add_argument("--min-gt-size", type=int, default=10, help="SMIYC: smallest ground-truth component (px)")
     ev.add_argument("--report", type=Path, required=True, help="JSON report to write")

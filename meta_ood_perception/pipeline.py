@@ -1,17 +1,23 @@
 """The per-frame pipeline: camera frame → anomaly score, components with P(false positive), kept mask, brake hint.
 
-One :class:`AnomalyPipeline` is what the ROS node, rosbag replay and offline evaluation all run. Stages (their
-wall times in ``FrameResult.timings_ms``):
+One :class:`AnomalyPipeline` is the composition root of everything the project measures: the ROS node, rosbag
+replay, ``meta-ood evaluate``, ``meta-ood extract-metrics``, ``meta-ood results`` and the default bundle's build all
+run its stages, in this order (wall times in ``FrameResult.timings_ms``):
 
 1. ``preprocess`` — check the frame, resize to the bundle's input size, normalize (:mod:`.preprocessing`);
 2. ``inference`` — the backend (torch, ONNX Runtime, TensorRT) → logits at the network's resolution;
-3. ``upsample`` — logits resized to the frame's native resolution, softmax (skipped when the graph already returns
-   probabilities at that size);
-4. ``score`` — anomaly score a = entropy / log C (taken from the graph when it returns it at native size);
-5. ``components`` — OoD mask a ≥ t, connected components and their 75 metrics (:mod:`.metrics`);
-6. ``meta`` — the meta classifier's P(false positive) per component; components with P < ``max_p_false_positive``
-   are kept and form ``mask``;
-7. ``brake`` — the :class:`~meta_ood_perception.brake.BrakeHintPolicy` update.
+3. ``upsample`` — logits resized to the bundle's **metric resolution**, softmax (taken from the graph when it
+   already returns probabilities at that size);
+4. ``score`` — anomaly score a = entropy / log C at the metric resolution;
+5. ``components`` — the region (ground truth's labelled region when a target is given; else the drivable region
+   the network predicts, or the whole frame), OoD mask a ≥ t inside it, connected components, their 75 metrics;
+6. ``meta`` — the meta classifier's P(false positive) per component; components with P < the cut (the bundle's
+   ``max_p_false_positive`` unless configured) are kept;
+7. ``brake`` — the :class:`~meta_ood_perception.brake.BrakeHintPolicy` update (areas counted in camera pixels);
+8. ``output`` — score, labels and kept mask mapped back to the frame's resolution, component boxes in frame pixels.
+
+Stages 3–7 run on the fixed metric grid whatever the camera size (see :mod:`.resolution`), so the meta classifier
+sees the features it was trained on, and a 4K camera costs no more after the network than the metric grid does.
 """
 
 from __future__ import annotations
@@ -21,11 +27,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from .backends import Backend, create_backend
 from .brake import BrakeConfig, BrakeHint, BrakeHintPolicy
@@ -33,11 +38,17 @@ from .bundle import Bundle, load_bundle
 from .components import ood_mask
 from .metrics import ComponentMetrics, component_metrics
 from .preprocessing import check_frame, logits_to_probs, to_network_input
+from .resolution import FrameMapping
 from .scores import anomaly_score
 
 LOG = logging.getLogger(__name__)
 
-STAGES = ("preprocess", "inference", "upsample", "score", "components", "meta", "brake")
+STAGES = ("preprocess", "inference", "upsample", "score", "components", "meta", "brake", "output")
+#: Where components may lie at run time: the drivable region the network predicts, or the whole frame.
+Region = Literal["road", "frame"]
+REGIONS: tuple[Region, ...] = ("road", "frame")
+#: Relative difference of the frame aspect ratio from the meta classifier's training frames that triggers a warning.
+ASPECT_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -46,21 +57,28 @@ class PipelineConfig:
 
     Attributes:
         threshold: anomaly threshold t; None = the bundle's.
-        max_p_false_positive: components with a meta-classifier P(false positive) at or above it are removed.
+        max_p_false_positive: components with a meta-classifier P(false positive) at or above it are removed;
+            None = the bundle's cut (chosen on held-out frames when the bundle was built).
+        region: ``"road"``: components only inside the drivable region the network predicts (per image row, from
+            the leftmost to the rightmost ``road_class`` pixel: the road and whatever stands on it, the region
+            LostAndFound labels); ``"frame"``: anywhere.
         brake: brake-hint policy settings.
-        road_class: class name of the drivable road (for ``brake.use_road``).
+        road_class: class name of the drivable road (for ``region`` and ``brake.use_road``).
     """
 
     threshold: float | None = None
-    max_p_false_positive: float = 0.5
+    max_p_false_positive: float | None = None
+    region: Region = "road"
     brake: BrakeConfig = field(default_factory=BrakeConfig)
     road_class: str = "road"
 
     def __post_init__(self) -> None:
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
-        if not 0.0 < self.max_p_false_positive <= 1.0:
+        if self.max_p_false_positive is not None and not 0.0 < self.max_p_false_positive <= 1.0:
             raise ValueError(f"max_p_false_positive must lie in (0, 1], got {self.max_p_false_positive}")
+        if self.region not in REGIONS:
+            raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
 
 
 @dataclass(frozen=True)
@@ -68,12 +86,12 @@ class ComponentInfo:
     """One connected component of the OoD mask (pixel coordinates at the frame's native resolution).
 
     Attributes:
-        id: label k in ``FrameResult.labels`` (1-based, raster order of first pixel).
+        id: label k in ``FrameResult.labels`` (1-based, raster order of first pixel on the metric grid).
         bbox: (x_min, y_min, x_max, y_max), inclusive pixel coordinates.
         area: pixels.
         centroid: (x, y) in pixels.
-        p_false_positive: meta-classifier probability that the component is a false positive.
-        kept: P(false positive) < the pipeline's ``max_p_false_positive`` (part of ``mask``).
+        p_false_positive: meta-classifier probability that the component is a false positive (0 without one).
+        kept: P(false positive) < the pipeline's cut (part of ``mask``).
         corridor_area: pixels inside the brake corridor.
     """
 
@@ -87,16 +105,46 @@ class ComponentInfo:
 
 
 @dataclass(frozen=True)
+class FrameAnalysis:
+    """Stages 1–6 of one frame on the metric grid: what offline evaluation and metric extraction read.
+
+    Attributes:
+        mapping: correspondence of the frame and the metric grid.
+        probs: (C, h, w) float32 softmax probabilities at the metric resolution.
+        score: (h, w) float32 anomaly score in [0, 1].
+        region: (h, w) bool region components may lie in (None = everywhere).
+        ood: (h, w) bool OoD mask a ≥ t inside the region.
+        table: the components' 75 metrics (with ``iou`` / ``iou0`` when a target was given).
+        labels: (h, w) int32 component labels (0 = none, k = row k − 1 of ``table``).
+        p_false_positive: (N,) float64 meta-classifier P(false positive) (zeros without a meta classifier).
+        kept: (N,) bool, P(false positive) < the cut.
+        target: (h, w) uint8 target on the metric grid (None without one).
+    """
+
+    mapping: FrameMapping
+    probs: npt.NDArray[np.float32]
+    score: npt.NDArray[np.float32]
+    region: npt.NDArray[np.bool_] | None
+    ood: npt.NDArray[np.bool_]
+    table: ComponentMetrics
+    labels: npt.NDArray[np.int32]
+    p_false_positive: npt.NDArray[np.float64]
+    kept: npt.NDArray[np.bool_]
+    target: npt.NDArray[np.uint8] | None
+
+
+@dataclass(frozen=True)
 class FrameResult:
     """Output of :meth:`AnomalyPipeline.process` for one (H, W, 3) frame.
 
     Attributes:
-        score: (H, W) float32 anomaly score in [0, 1].
+        score: (H, W) float32 anomaly score in [0, 1] (bilinear from the metric grid).
         mask: (H, W) uint8, 1 = pixel of a kept anomaly component, 0 otherwise.
         labels: (H, W) int32 component labels (0 = no component, k = ``components[k - 1]``).
         components: every component of the thresholded score, kept or not.
         brake: the brake hint after this frame.
         timings_ms: wall time per stage (:data:`STAGES`) and ``total``, milliseconds.
+        analysis: the metric-grid stages (probabilities, table, targets) behind this result.
     """
 
     score: npt.NDArray[np.float32]
@@ -105,11 +153,23 @@ class FrameResult:
     components: tuple[ComponentInfo, ...]
     brake: BrakeHint
     timings_ms: dict[str, float]
+    analysis: FrameAnalysis | None = field(default=None, repr=False, compare=False)
 
     @property
     def kept(self) -> tuple[ComponentInfo, ...]:
         """The components that survived the meta classifier."""
         return tuple(c for c in self.components if c.kept)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.start = self.t = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + (now - self.t) * 1e3
+        self.t = now
 
 
 class AnomalyPipeline:
@@ -118,6 +178,10 @@ class AnomalyPipeline:
     def __init__(self, bundle: Bundle, backend: Backend, config: PipelineConfig | None = None) -> None:
         self.bundle = bundle
         self.backend = backend
+        self._warned: set[str] = set()
+        self._mappings: dict[tuple[int, int], FrameMapping] = {}
+        if bundle.meta_classifier is None:
+            self._warn_once("no-meta", f"bundle {bundle.root} has no meta classifier: every component is kept")
         self.configure(config or PipelineConfig())
 
     @classmethod
@@ -133,8 +197,14 @@ class AnomalyPipeline:
         loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         return cls(loaded, create_backend(backend, loaded, **options), config)
 
+    @property
+    def metric_size(self) -> tuple[int, int]:
+        """(h, w) of the metric grid (the bundle's)."""
+        return self.bundle.metric_size
+
     def configure(self, config: PipelineConfig) -> None:
-        """Apply new settings (threshold, meta-classifier cut, brake policy, road class); the brake history restarts.
+        """Apply new settings (threshold, meta-classifier cut, region, brake policy, road class); the brake history
+        restarts.
 
         Raises:
             ValueError: ``config.road_class`` is not a class of the bundle (nothing is changed then).
@@ -143,8 +213,11 @@ class AnomalyPipeline:
             raise ValueError(f"road_class {config.road_class!r} is not one of the bundle's classes")
         self.config = config
         self.threshold = self.bundle.threshold if config.threshold is None else config.threshold
+        cut = config.max_p_false_positive
+        self.max_p_false_positive = self.bundle.max_p_false_positive if cut is None else cut
         self.road_index = self.bundle.class_names.index(config.road_class)
         self.brake_policy = BrakeHintPolicy(config.brake)
+        self._check_regime()
 
     def reset(self) -> None:
         """Forget the brake history (new drive, gap in the stream)."""
@@ -158,53 +231,29 @@ class AnomalyPipeline:
         self.reset()
         return result.timings_ms["total"]
 
-    def process(self, image: npt.NDArray[np.uint8]) -> FrameResult:
-        """Run all stages on an (H, W, 3) uint8 RGB frame.
+    # ----------------------------------------------------------------------------------------------- the stages
+
+    def preprocess(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Stage 1: the (1, 3, h', w') float32 network input of an (H, W, 3) uint8 RGB frame (the bundle's input
+        size, mean and std).
 
         Raises:
-            ValueError: a bad frame (not an array, empty, wrong shape or dtype, NaN) or non-finite network output;
-                the brake history is left as it was.
+            ValueError: a bad frame (not an array, empty, wrong shape or dtype, too large).
         """
-        timings: dict[str, float] = {}
-        t_start = t = time.perf_counter()
-
-        def lap(stage: str) -> None:
-            nonlocal t
-            now = time.perf_counter()
-            timings[stage] = (now - t) * 1e3
-            t = now
-
         frame = check_frame(image)
-        size = frame.shape[:2]
-        batch = to_network_input(frame, self.bundle.input_size, self.bundle.mean, self.bundle.std)
-        lap("preprocess")
-        outputs = self.backend.run(batch)
-        lap("inference")
-        probs = self._probabilities(outputs, size)
-        lap("upsample")
-        score = self._score(outputs, probs, size)
-        lap("score")
-        mask = ood_mask(score, self.threshold)
-        table = component_metrics(probs, mask, validate=False)
-        labels = np.abs(table.components).astype(np.int32, copy=False)
-        lap("components")
-        n = len(table)
-        p_fp = self.bundle.meta_classifier.predict_proba(table) if n else np.zeros(0)
-        kept = p_fp < self.config.max_p_false_positive
-        kept_mask = np.concatenate([[0], kept.astype(np.uint8)])[labels]
-        lap("meta")
-        road = None
-        if self.config.brake.use_road:
-            road = np.argmax(probs, axis=0) == self.road_index
-        corridor = self.brake_policy.corridor_areas(labels, n, road)
-        # the brake only counts components the mask keeps (removed ones enter with P(FP) = 1)
-        hint = self.brake_policy.update(labels, np.where(kept, p_fp, 1.0), road, areas=corridor)
-        components = _component_infos(labels, table, p_fp, kept, corridor)
-        lap("brake")
-        timings["total"] = (time.perf_counter() - t_start) * 1e3
-        return FrameResult(score, kept_mask.astype(np.uint8, copy=False), labels, components, hint, timings)
+        return to_network_input(frame, self.bundle.input_size, self.bundle.mean, self.bundle.std)
 
-    def _probabilities(self, outputs: Mapping[str, Any], size: tuple[int, int]) -> npt.NDArray[np.float32]:
+    def network(self, image: npt.NDArray[np.uint8]) -> dict[str, npt.NDArray[Any]]:
+        """Stages 1–2: the backend's outputs (``logits`` (1, C, h', w'), optionally ``probs`` / ``score``)."""
+        return self.backend.run(self.preprocess(image))
+
+    def probabilities(self, outputs: Mapping[str, Any]) -> npt.NDArray[np.float32]:
+        """Stage 3: (C, h, w) float32 softmax at the metric resolution.
+
+        Raises:
+            ValueError: network output of the wrong shape or with non-finite values.
+        """
+        size = self.metric_size
         probs = outputs.get("probs")
         if probs is not None and tuple(probs.shape[2:]) == size:
             if probs.ndim != 4 or probs.shape[1] != self.bundle.num_classes:
@@ -221,41 +270,216 @@ class AnomalyPipeline:
             )
         return logits_to_probs(np.asarray(logits[0], np.float32), size)
 
-    @staticmethod
-    def _score(
-        outputs: Mapping[str, Any], probs: npt.NDArray[np.float32], size: tuple[int, int]
-    ) -> npt.NDArray[np.float32]:
+    def anomaly_score(self, outputs: Mapping[str, Any], probs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Stage 4: (h, w) float32 anomaly score a = entropy / log C in [0, 1] (the graph's, when it returns one at
+        the metric resolution).
+
+        Raises:
+            ValueError: a non-finite score from the graph (NaN would read as "no anomaly").
+        """
         score = outputs.get("score")
-        if score is not None and tuple(score.shape[1:]) == size:
+        if score is not None and tuple(score.shape[1:]) == self.metric_size:
             s = np.asarray(score[0], np.float32)
-            if not np.isfinite(s).all():  # NaN would read as "no anomaly"
+            if not np.isfinite(s).all():
                 raise ValueError(f"network output holds {int((~np.isfinite(s)).sum())} non-finite score values")
             return np.clip(s, 0.0, 1.0)
         return np.asarray(anomaly_score(probs), np.float32)
 
+    def region(
+        self, probs: npt.NDArray[np.float32], target: npt.NDArray[np.uint8] | None = None, void_label: int = 255
+    ) -> npt.NDArray[np.bool_] | None:
+        """Stage 5a: (h, w) bool region components may lie in — the target's labelled region (``!= void_label``)
+        when a target is given (the LostAndFound protocol), else :func:`drivable_region` for ``region="road"``, else
+        None (everywhere)."""
+        if target is not None:
+            return np.asarray(target != void_label)
+        if self.config.region == "road":
+            return drivable_region(probs, self.road_index)
+        return None
+
+    def components(
+        self,
+        probs: npt.NDArray[np.float32],
+        score: npt.NDArray[np.float32],
+        region: npt.NDArray[np.bool_] | None,
+        target: npt.NDArray[np.uint8] | None = None,
+        *,
+        ood_label: int = 1,
+        void_label: int = 255,
+    ) -> tuple[npt.NDArray[np.bool_], ComponentMetrics]:
+        """Stage 5b: the OoD mask a ≥ t inside ``region`` and its component table (with targets from ``target``)."""
+        mask = ood_mask(score, self.threshold, region)
+        table = component_metrics(probs, mask, target, ood_label=ood_label, void_label=void_label, validate=False)
+        return mask, table
+
+    def classify(self, table: ComponentMetrics) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """Stage 6: (N,) float64 P(false positive) and (N,) bool kept (P < the cut). Without a meta classifier
+        every component is kept with P = 0."""
+        n = len(table)
+        meta = self.bundle.meta_classifier
+        p_fp = meta.predict_proba(table) if n and meta is not None else np.zeros(n)
+        return p_fp, np.asarray(p_fp < self.max_p_false_positive)
+
+    def analyze(
+        self,
+        image: npt.NDArray[np.uint8],
+        target: npt.NDArray[np.integer[Any]] | None = None,
+        *,
+        ood_label: int = 1,
+        void_label: int = 255,
+        clock: _Clock | None = None,
+    ) -> FrameAnalysis:
+        """Stages 1–6 of one (H, W, 3) uint8 RGB frame on the metric grid.
+
+        Args:
+            image: the camera frame, any size.
+            target: optional (H, W) integer ground truth at the frame's resolution (``ood_label`` = anomaly,
+                ``void_label`` = outside the labelled region); it is sampled onto the metric grid (nearest
+                neighbour), restricts the components to its labelled region and gives the ``iou`` / ``iou0``
+                targets of the table.
+
+        Raises:
+            ValueError: a bad frame, a target of another size, or bad network output.
+        """
+        clock = clock or _Clock()
+        frame = check_frame(image)
+        mapping = self._mapping(frame.shape[:2])
+        if target is not None:
+            target = np.asarray(target)
+            if target.shape != frame.shape[:2]:
+                raise ValueError(f"target has shape {target.shape}, the frame {frame.shape[:2]}")
+        batch = self.preprocess(frame)
+        clock.lap("preprocess")
+        outputs = self.backend.run(batch)
+        clock.lap("inference")
+        probs = self.probabilities(outputs)
+        clock.lap("upsample")
+        score = self.anomaly_score(outputs, probs)
+        clock.lap("score")
+        grid_target = None if target is None else np.asarray(mapping.to_metric(target), np.uint8)
+        region = self.region(probs, grid_target, void_label)
+        ood, table = self.components(probs, score, region, grid_target, ood_label=ood_label, void_label=void_label)
+        labels = np.abs(table.components).astype(np.int32, copy=False)
+        clock.lap("components")
+        p_fp, kept = self.classify(table)
+        clock.lap("meta")
+        return FrameAnalysis(mapping, probs, score, region, ood, table, labels, p_fp, kept, grid_target)
+
+    def process(
+        self,
+        image: npt.NDArray[np.uint8],
+        target: npt.NDArray[np.integer[Any]] | None = None,
+        *,
+        ood_label: int = 1,
+        void_label: int = 255,
+    ) -> FrameResult:
+        """Run all stages on an (H, W, 3) uint8 RGB frame (``target``: see :meth:`analyze`; offline evaluation).
+
+        Raises:
+            ValueError: a bad frame (not an array, empty, wrong shape or dtype, NaN) or non-finite network output;
+                the brake history is left as it was.
+        """
+        clock = _Clock()
+        analysis = self.analyze(image, target, ood_label=ood_label, void_label=void_label, clock=clock)
+        self._check_aspect(analysis.mapping)
+        mapping, labels, kept, p_fp = analysis.mapping, analysis.labels, analysis.kept, analysis.p_false_positive
+        n = len(analysis.table)
+        road = None
+        if self.config.brake.use_road:
+            road = np.argmax(analysis.probs, axis=0) == self.road_index
+        pixel_area = None if mapping.identity else mapping.pixel_area()
+        corridor = self.brake_policy.corridor_areas(labels, n, road, pixel_area)
+        # the brake only counts components the mask keeps (removed ones enter with P(FP) = 1)
+        hint = self.brake_policy.update(labels, np.where(kept, p_fp, 1.0), road, areas=corridor)
+        clock.lap("brake")
+        frame_labels = mapping.to_frame_labels(labels)
+        kept_mask = np.concatenate([[0], kept.astype(np.uint8)])[frame_labels]
+        score = mapping.to_frame_score(analysis.score)
+        components = _component_infos(mapping, labels, n, p_fp, kept, corridor)
+        clock.lap("output")
+        clock.timings["total"] = (time.perf_counter() - clock.start) * 1e3
+        return FrameResult(score, kept_mask, frame_labels, components, hint, clock.timings, analysis)
+
+    # ------------------------------------------------------------------------------------------------- helpers
+
+    def _mapping(self, frame_size: tuple[int, int]) -> FrameMapping:
+        mapping = self._mappings.get(frame_size)
+        if mapping is None:
+            if len(self._mappings) >= 8:  # camera sizes change rarely; keep the cache small
+                self._mappings.pop(next(iter(self._mappings)))
+            mapping = self._mappings[frame_size] = FrameMapping.create(frame_size, self.metric_size)
+        return mapping
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            LOG.warning("%s", message)
+
+    def _check_regime(self) -> None:
+        """Warn once when the configuration leaves the regime the meta classifier was trained in."""
+        regime = self.bundle.meta_training
+        if self.bundle.meta_classifier is None or regime is None:
+            return
+        trained_t = regime.get("threshold")
+        if isinstance(trained_t, float | int) and abs(float(trained_t) - self.threshold) > 1e-9:
+            self._warn_once(
+                "threshold", f"threshold {self.threshold:g} differs from the {float(trained_t):g} the bundle's meta "
+                "classifier was trained with: its decisions are outside their regime",
+            )  # fmt: skip
+        trained_size = regime.get("metric_size")
+        if isinstance(trained_size, list) and tuple(trained_size) != self.metric_size:
+            self._warn_once("metric_size", f"the bundle computes metrics at {self.metric_size[0]}×{self.metric_size[1]}"
+                            f" but its meta classifier was trained at {trained_size[0]}×{trained_size[1]}")  # fmt: skip
+        trained_region = regime.get("region")
+        if trained_region == "frame" and self.config.region != "frame":
+            self._warn_once("region", "the meta classifier was trained on components anywhere in the frame, the "
+                            f"pipeline restricts them to region {self.config.region!r}")  # fmt: skip
+
+    def _check_aspect(self, mapping: FrameMapping) -> None:
+        regime = self.bundle.meta_training
+        if regime is None or self.bundle.meta_classifier is None or "aspect_ratio" not in regime:
+            return
+        h, w = mapping.frame_size
+        trained = float(regime["aspect_ratio"])
+        if abs(w / h - trained) > ASPECT_TOLERANCE * trained:
+            self._warn_once(
+                "aspect", f"{h}×{w} frames (aspect {w / h:.2f}) differ from the aspect {trained:.2f} the bundle's "
+                "meta classifier was trained on: the network sees the scene stretched",
+            )  # fmt: skip
+
+
+def drivable_region(probs: npt.NDArray[np.float32], road_index: int) -> npt.NDArray[np.bool_]:
+    """(h, w) bool: in every row, the pixels from the leftmost to the rightmost pixel predicted as class
+    ``road_index`` (the road and whatever stands on it); rows without road are empty.
+
+    Args:
+        probs: (C, h, w) float32 class probabilities.
+        road_index: channel of the road class.
+    """
+    road = np.argmax(probs, axis=0) == road_index
+    w = road.shape[1]
+    any_road = road.any(axis=1)
+    first = np.argmax(road, axis=1)
+    last = w - 1 - np.argmax(road[:, ::-1], axis=1)
+    cols = np.arange(w)
+    region: npt.NDArray[np.bool_] = (cols >= first[:, None]) & (cols <= last[:, None]) & any_road[:, None]
+    return region
+
 
 def _component_infos(
+    mapping: FrameMapping,
     labels: npt.NDArray[np.int32],
-    table: ComponentMetrics,
+    n: int,
     p_fp: npt.NDArray[np.float64],
     kept: npt.NDArray[np.bool_],
     corridor: npt.NDArray[np.int64],
 ) -> tuple[ComponentInfo, ...]:
-    """One :class:`ComponentInfo` per row of ``table``; area and centroid come from its S / mean_x / mean_y columns."""
-    n = len(table)
-    if n == 0:
-        return ()
-    area = table.column("S")
-    rows_mean, cols_mean = table.column("mean_x"), table.column("mean_y")  # the reference's naming: x = row
-    slices = ndimage.find_objects(labels, max_label=n)
-    out = []
-    for k in range(n):
-        rows, cols = slices[k]
-        out.append(
-            ComponentInfo(
-                id=k + 1, bbox=(cols.start, rows.start, cols.stop - 1, rows.stop - 1), area=int(area[k]),
-                centroid=(float(cols_mean[k]), float(rows_mean[k])), p_false_positive=float(p_fp[k]),
-                kept=bool(kept[k]), corridor_area=int(corridor[k]),
-            )
-        )  # fmt: skip
-    return tuple(out)
+    """One :class:`ComponentInfo` per component, geometry in frame pixels (:meth:`FrameMapping.component_geometry`)."""
+    bboxes, areas, centroids = mapping.component_geometry(labels, n)
+    return tuple(
+        ComponentInfo(
+            id=k + 1, bbox=bboxes[k], area=int(areas[k]), centroid=(float(centroids[k, 0]), float(centroids[k, 1])),
+            p_false_positive=float(p_fp[k]), kept=bool(kept[k]), corridor_area=int(corridor[k]),
+        )
+        for k in range(n)
+    )  # fmt: skip

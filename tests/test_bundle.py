@@ -57,6 +57,13 @@ def _edit(path, **changes):
         (lambda p: (p / "bundle.json").write_text("{"), "cannot read bundle manifest"),
         (lambda p: _edit(p, schema_version=7), "schema_version 7"),
         (lambda p: _edit(p, threshold=1.5), r"threshold must lie in \[0, 1\]"),
+        (lambda p: _edit(p, schema_version=1), "rebuild the bundle"),
+        (lambda p: _edit(p, metrics={"height": 0, "width": 4}), "metrics needs positive integer"),
+        (lambda p: _edit(p, metrics=[64, 128]), "metrics needs positive integer"),
+        (lambda p: _edit(p, max_p_false_positive=0.0), r"max_p_false_positive must lie in \(0, 1\]"),
+        (lambda p: _edit(p, max_p_false_positive=True), "max_p_false_positive"),
+        (lambda p: _edit(p, meta_training="yes"), "meta_training must be an object"),
+        (lambda p: _edit(p, meta_classifier=3), "meta_classifier must be a file name or null"),
         (lambda p: _edit(p, class_names=["a", "b"]), "feature_names differ"),
         (lambda p: _edit(p, meta_classifier="../elsewhere.json"), "points outside the bundle directory"),
         (lambda p: (p / "model.safetensors").write_bytes(b"x"), "SHA-256 does not match"),
@@ -72,6 +79,23 @@ def test_broken_bundles_are_named(tmp_path, damage, match):
     damage(tmp_path / "b")
     with pytest.raises(BundleError, match=match):
         load_bundle(tmp_path / "b")
+
+
+def test_metric_grid_cut_and_training_regime_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus_light", 19, width=4)
+    regime = {"threshold": 0.7, "metric_size": [48, 96], "aspect_ratio": 2.0, "data": {"seed": 3}}
+    bundle = write_bundle(tmp_path / "b", model=model, architecture="deeplabv3plus_light", model_options={"width": 4},
+                          class_names=CLASSES, input_size=(32, 48), metric_size=(48, 96), meta_classifier=_meta(),
+                          max_p_false_positive=0.8, meta_training=regime, mean=MEAN_RGB, std=STD_RGB)  # fmt: skip
+    assert bundle.metric_size == (48, 96) and bundle.input_size == (32, 48)
+    assert bundle.max_p_false_positive == 0.8 and bundle.meta_training == regime
+    keep_all = write_bundle(tmp_path / "b", model=model, architecture="deeplabv3plus_light", class_names=CLASSES,
+                            model_options={"width": 4}, input_size=(32, 48), meta_classifier=None, mean=MEAN_RGB,
+                            std=STD_RGB)  # fmt: skip
+    assert keep_all.meta_classifier is None and keep_all.metric_size == (32, 48)  # default: the input size
+    assert not (tmp_path / "b" / "meta_classifier.npz").exists()  # the replaced classifier's files are gone
+    assert set(keep_all.manifest["checksums"]) == {"model.safetensors"}
 
 
 def test_missing_bundles(tmp_path):
@@ -94,7 +118,8 @@ def test_cli_evaluate_on_fishyscapes(tmp_path, caplog):
         Image.fromarray(label).save(folder / f"{i:04d}.png")
     _bundle(tmp_path / "b", uniform=True)
     report_path = tmp_path / "r.json"
-    args = ["evaluate", "--bundle", str(tmp_path / "b"), "--dataset", "fishyscapes", "--root", str(tmp_path / "fs"),
+    args = ["evaluate", "--bundle", str(tmp_path / "b"), "--backend", "torch", "--dataset", "fishyscapes", "--root",
+            str(tmp_path / "fs"),
             "--report", str(report_path), "--min-pred-size", "1", "--min-gt-size", "1"]  # fmt: skip
     assert main(args) == 0
     report = json.loads(report_path.read_text())
@@ -103,6 +128,8 @@ def test_cli_evaluate_on_fishyscapes(tmp_path, caplog):
     comp = report["components"]
     assert comp["gt_objects"] == 2 and comp["false_negatives_before"] == 0 and comp["false_negatives_after"] == 0
     assert report["meta"]["n"] == 2 and report["meta"]["auroc"] is None  # every component is a true detection
+    assert "need both classes" in report["meta"]["note"]
+    assert report["pipeline"]["metric_size"] == [32, 48] and report["pipeline"]["backend"] == "TorchBackend"
     assert comp["sIoU"] == pytest.approx(225 / (37 * 60))  # one component over the whole labelled region
     missing_root = ["evaluate", "--bundle", str(tmp_path / "b"), "--dataset", "lostandfound", "--report", "x.json"]
     assert main(missing_root) == 2

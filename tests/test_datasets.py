@@ -96,6 +96,11 @@ def test_lost_and_found_protocol(tmp_path):
     _png(tmp_path / "gtCoarse/test/02_Hanns/02_Hanns_000000_000100_gtCoarse_labelIds.png", ids)
     _, target = LostAndFound(tmp_path)[0]
     assert target[0].tolist() == [255, 0, 1, 255, 1, 255]
+    for seq, frame in (("02_Hanns", 200), ("04_Maurener", 50)):
+        stem = f"{seq}_000000_{frame:06d}"
+        _png(tmp_path / f"leftImg8bit/test/{seq}/{stem}_leftImg8bit.png", _rgb(3, 6))
+        _png(tmp_path / f"gtCoarse/test/{seq}/{stem}_gtCoarse_labelIds.png", ids)
+    assert LostAndFound(tmp_path).sequences == [0, 0, 1]  # frames of one sequence share a group
     (tmp_path / "leftImg8bit/train").mkdir(parents=True)
     with pytest.raises(DatasetError, match="LostAndFound label folder not found"):
         LostAndFound(tmp_path, "train")

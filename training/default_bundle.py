@@ -1,61 +1,92 @@
 """``meta-ood build-default-bundle``: the whole method on the synthetic world, end to end, on a CPU.
 
 1. closed-set training of the light DeepLabv3+ on street scenes (cross-entropy, train ids);
-2. entropy-maximization fine-tuning on street scenes with pasted OoD proxies (informative, ≤ 20 % OoD pixels);
-3. component metrics on a set of frames with 0–3 road hazards each;
-4. logistic and MLP meta classifiers (cross-validated by frame, then fitted on all components);
-5. ONNX export, the bundle (``bundle.json``, ``model.safetensors``, ``model.onnx``, the MLP meta classifier), and
-   its own evaluation on hazard frames of a held-out seed, recorded in ``bundle.json``.
+2. entropy-maximization fine-tuning on half street scenes, half COCO-style proxy frames (informative, ≤ 20 % OoD
+   pixels; proxy frames' background is void);
+3. the network packaged as a keep-all bundle; component metrics of hazard frames (0–3 hazards of the common
+   families, traffic, look-alikes) extracted through that bundle's deployed pipeline (ONNX Runtime, metric grid);
+4. logistic and MLP meta classifiers cross-validated by frame, the MLP fitted on every component, and its cut on
+   P(false positive) chosen on held-out frames (the lowest cut that loses at most ``max_lost`` of the true
+   detections there);
+5. the bundle (``bundle.json``, ``model.safetensors``, ``model.onnx``, the MLP) and its own evaluation through
+   the final pipeline on hazard frames of a held-out seed and on the held-out hazard family, recorded in
+   ``bundle.json``.
 
-Every step is seeded; the configuration, seeds, timings and code version go into the manifest.
+Training frames are rendered at the camera size of the evaluation (256×512) and brought to the network's input
+size by the deployed pre-processing (:func:`meta_ood_perception.preprocessing.to_network_input`). Every step is
+seeded; the configuration, seeds, timings and code version go into the manifest.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from tqdm.auto import tqdm
 
 from meta_ood_perception import __version__
-from meta_ood_perception.bundle import DEFAULT_BUNDLE, Bundle, load_bundle, write_bundle
+from meta_ood_perception.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
 from meta_ood_perception.models import MEAN_RGB, STD_RGB, build_model
+from meta_ood_perception.pipeline import AnomalyPipeline
+from meta_ood_perception.preprocessing import resize_image, to_network_input
 from meta_ood_perception.reports import json_safe
+from meta_ood_perception.resolution import FrameMapping
 
 from .datasets.base import OOD_LABEL, VOID_LABEL
 from .evaluate_bundle import evaluate_bundle
-from .export import export_onnx
 from .losses import entropy_max_loss
 from .meta_cv import CVConfig, cross_validate
-from .meta_extract import extract, model_frames
+from .meta_data import MetaDataset
+from .meta_extract import extract
 from .meta_models import MLPConfig
 from .meta_train import train_meta_classifier
-from .synthetic import CLASS_NAMES, SyntheticWorld
+from .packaging import DeployedPipeline, NetworkSpec, package
+from .synthetic import CLASS_NAMES, COMMON_HAZARDS, HELD_OUT_HAZARDS, Kind, SyntheticWorld, render
 
 LOG = logging.getLogger(__name__)
+ARCHITECTURE = "deeplabv3plus_light"
 
 
 @dataclass(frozen=True)
 class DefaultBundleConfig:
-    """Sizes, steps and seeds of the default-bundle build (the defaults are the committed bundle's)."""
+    """Sizes, steps and seeds of the default-bundle build (the defaults are the committed bundle's).
+
+    Attributes:
+        height, width: network input size; render_height, render_width: the size frames are rendered at (the
+            evaluation camera); metric_height, metric_width: the bundle's metric grid.
+        closed_pool, proxy_pool: frames rendered once for training (reused with horizontal flips).
+        metric_frames: hazard frames whose components train the meta classifier; select_frames: held-out frames
+            its cut is chosen on; eval_frames: frames of the self-evaluation.
+        max_lost: largest fraction of true detections the cut may remove on the selection frames.
+    """
 
     height: int = 128
     width: int = 256
+    render_height: int = 256
+    render_width: int = 512
+    metric_height: int = 256
+    metric_width: int = 512
     model_width: int = 16
-    closed_steps: int = 700
-    ood_steps: int = 350
+    closed_steps: int = 1000
+    ood_steps: int = 400
     batch: int = 8
     lr: float = 2e-3
     ood_lr: float = 5e-4
     lam: float = 0.9
     proxy_fraction: tuple[float, float] = (0.02, 0.2)
-    metric_frames: int = 160
+    closed_pool: int = 2400
+    proxy_pool: int = 1600
+    metric_frames: int = 400
+    select_frames: int = 150
     eval_frames: int = 60
+    max_lost: float = 0.02
     mlp_epochs: int = 50
     seed: int = 2024
     eval_seed: int = 99_001
@@ -63,80 +94,163 @@ class DefaultBundleConfig:
     #: 1x1-convolution weight backward (a GOMP barrier) on 2-core machines; the smoke build turns it off.
     onednn: bool = True
 
-
-def _batches(config: DefaultBundleConfig, kind: str, seed: int) -> SyntheticWorld:
-    options: dict[str, Any] = {"proxy_fraction": config.proxy_fraction} if kind == "proxy" else {}
-    return SyntheticWorld(kind, seed, 10**9, config.height, config.width, **options)  # type: ignore[arg-type]
-
-
-def _tensor_batch(world: SyntheticWorld, start: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    images, targets = zip(*(world[start + i] for i in range(size)), strict=True)
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
-    std = torch.tensor(STD_RGB).view(1, 3, 1, 1)
-    return (x - mean) / std, torch.from_numpy(np.stack(targets)).long()
+    def spec(self) -> NetworkSpec:
+        """The bundle's network description."""
+        return NetworkSpec(ARCHITECTURE, {"width": self.model_width}, CLASS_NAMES, (self.height, self.width),
+                           (self.metric_height, self.metric_width))  # fmt: skip
 
 
-def _train(
-    model: torch.nn.Module, steps: int, lr: float, batch_fn: Any, loss_fn: Any, desc: str, onednn: bool = True
-) -> list[float]:
+def smoke_config() -> DefaultBundleConfig:
+    """A seconds-long build at tiny scale: checks the pipeline, not the quality (tests, ``--smoke``)."""
+    return DefaultBundleConfig(
+        height=64, width=128, render_height=64, render_width=128, metric_height=64, metric_width=128, model_width=4,
+        closed_steps=4, ood_steps=3, batch=4, closed_pool=8, proxy_pool=8, metric_frames=12, select_frames=6,
+        eval_frames=3, mlp_epochs=2, onednn=False,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainingPool:
+    """Frames rendered once for training: (N, h, w, 3) uint8 network-size images and (N, h, w) uint8 targets."""
+
+    images: npt.NDArray[np.uint8]
+    targets: npt.NDArray[np.uint8]
+
+    def batch(
+        self, rng: np.random.Generator, size: int, proxies: TrainingPool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` random frames, each flipped left-right with probability ½, as normalized NCHW float32 and
+        (N, h, w) int64 targets. With ``proxies`` (a pool of proxy frames, OoD pixels ``OOD_LABEL``, the rest void)
+        each frame gets the OoD objects of a random proxy frame pasted in (copy-paste: the frame keeps its labels
+        everywhere else)."""
+        images, targets = self._draw(rng, size)
+        if proxies is not None:
+            p_images, p_targets = proxies._draw(rng, size)
+            for i in range(size):
+                ood = p_targets[i] == OOD_LABEL
+                images[i] = np.where(ood[..., None], p_images[i], images[i])
+                targets[i] = np.where(ood, OOD_LABEL, targets[i])
+        x = np.concatenate([to_network_input(im, im.shape[:2], MEAN_RGB, STD_RGB) for im in images])
+        return torch.from_numpy(x), torch.from_numpy(np.stack(targets).astype(np.int64))
+
+    def _draw(
+        self, rng: np.random.Generator, size: int
+    ) -> tuple[list[npt.NDArray[np.uint8]], list[npt.NDArray[np.uint8]]]:
+        idx = rng.integers(0, len(self.images), size)
+        flip = rng.random(size) < 0.5
+        images = [
+            np.ascontiguousarray(self.images[i][:, ::-1] if f else self.images[i])
+            for i, f in zip(idx, flip, strict=True)
+        ]
+        targets = [
+            np.ascontiguousarray(self.targets[i][:, ::-1] if f else self.targets[i])
+            for i, f in zip(idx, flip, strict=True)
+        ]
+        return images, targets
+
+
+def render_pool(kind: Kind, seed: int, n: int, config: DefaultBundleConfig, desc: str, **options: Any) -> TrainingPool:
+    """Render ``n`` frames at the render size and bring them to the network size with the deployed
+    pre-processing (images: area resize; targets: nearest neighbour)."""
+    size = (config.height, config.width)
+    mapping = FrameMapping.create((config.render_height, config.render_width), size)
+    images = np.empty((n, *size, 3), np.uint8)
+    targets = np.empty((n, *size), np.uint8)
+    for i in tqdm(range(n), desc=desc):
+        image, target = render(kind, seed, i, config.render_height, config.render_width, **options)
+        images[i] = resize_image(image, size)
+        targets[i] = mapping.to_metric(target)
+    return TrainingPool(images, targets)
+
+
+def _train(model: torch.nn.Module, steps: int, lr: float, batch_fn: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+           loss_fn: Callable[[torch.Tensor, torch.Tensor], Any], desc: str, onednn: bool = True
+           ) -> list[float]:  # fmt: skip
     with torch.backends.mkldnn.flags(enabled=onednn):
-        return _train_loop(model, steps, lr, batch_fn, loss_fn, desc)
-
-
-def _train_loop(model: torch.nn.Module, steps: int, lr: float, batch_fn: Any, loss_fn: Any, desc: str) -> list[float]:
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.15)
-    model.train()
-    losses = []
-    for step in tqdm(range(steps), desc=desc):
-        x, y = batch_fn(step)
-        loss = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.15)
+        model.train()
+        losses = []
+        for step in tqdm(range(steps), desc=desc):
+            x, y = batch_fn(step)
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+    model.eval()
     return losses
 
 
-def train_closed_set(config: DefaultBundleConfig) -> tuple[torch.nn.Module, list[float]]:
+def train_closed_set(config: DefaultBundleConfig, pool: TrainingPool | None = None
+                     ) -> tuple[torch.nn.Module, list[float]]:  # fmt: skip
     """Step 1: the light DeepLabv3+ trained with cross-entropy on closed-set street scenes; (model, losses)."""
     torch.manual_seed(config.seed)
-    model = build_model("deeplabv3plus_light", len(CLASS_NAMES), width=config.model_width)
-    closed = _batches(config, "closed", config.seed)
+    pool = pool or render_pool("closed", config.seed, config.closed_pool, config, "render closed-set frames")
+    model = build_model(ARCHITECTURE, len(CLASS_NAMES), width=config.model_width)
+    rng = np.random.default_rng([config.seed, 1])
     losses = _train(
-        model, config.closed_steps, config.lr,
-        lambda step: _tensor_batch(closed, step * config.batch, config.batch),
+        model, config.closed_steps, config.lr, lambda step: pool.batch(rng, config.batch),
         lambda logits, y: torch.nn.functional.cross_entropy(logits, y, ignore_index=VOID_LABEL),
         "closed-set training", config.onednn,
     )  # fmt: skip
-    model.eval()
     return model, losses
 
 
 def entropy_max_fine_tune(
-    model: torch.nn.Module, config: DefaultBundleConfig, proxy_fraction: tuple[float, float]
+    model: torch.nn.Module,
+    config: DefaultBundleConfig,
+    proxy_fraction: tuple[float, float],
+    closed: TrainingPool | None = None,
+    proxy: TrainingPool | None = None,
 ) -> list[float]:
-    """Step 2, in place: entropy maximization on half closed-set, half proxy batches with OoD pixel fraction in
-    ``proxy_fraction``; returns the losses. The model is left in eval mode."""
+    """Step 2, in place: entropy maximization on batches of half closed-set frames, half closed-set frames with the
+    OoD objects of proxy frames (OoD pixel fraction in ``proxy_fraction``) pasted in; returns the losses. The model
+    is left in eval mode.
+
+    The proxy frames are labelled like COCO-OoD (background void). Trained on as they are, a void background lets
+    the network answer "uniform" for every pixel of a frame that holds a proxy (measured: the whole frame scores
+    ≈ 1 and hazards in street scenes are not found), so their objects are pasted into labelled street frames,
+    where a uniform background is penalized and the network has to localize.
+    """
     torch.manual_seed(config.seed + 1)
-    closed = _batches(config, "closed", config.seed)
-    proxy = SyntheticWorld("proxy", config.seed + 1, 10**9, config.height, config.width, proxy_fraction=proxy_fraction)
+    closed = closed or render_pool("closed", config.seed, config.closed_pool, config, "render closed-set frames")
+    proxy = proxy or render_pool("proxy", config.seed + 1, config.proxy_pool, config, "render proxy frames",
+                                 proxy_fraction=proxy_fraction)  # fmt: skip
+    rng = np.random.default_rng([config.seed, 2])
     half = config.batch // 2
 
     def mixed(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        xa, ya = _tensor_batch(closed, 10**7 + step * half, half)
-        xb, yb = _tensor_batch(proxy, step * (config.batch - half), config.batch - half)
+        xa, ya = closed.batch(rng, half)
+        xb, yb = closed.batch(rng, config.batch - half, proxies=proxy)
         return torch.cat([xa, xb]), torch.cat([ya, yb])
 
-    losses = _train(
+    return _train(
         model, config.ood_steps, config.ood_lr, mixed,
         lambda logits, y: entropy_max_loss(logits, y, lam=config.lam, ood_label=OOD_LABEL, void_label=VOID_LABEL),
         "entropy maximization", config.onednn,
     )  # fmt: skip
-    model.eval()
-    return losses
+
+
+def choose_cut(y: npt.NDArray[np.int64], proba: npt.NDArray[np.float64], max_lost: float) -> dict[str, Any]:
+    """The lowest cut on P(false positive) that removes at most ``max_lost`` of the true detections (y = 0).
+
+    Returns ``{"max_p_false_positive", "false_positives", "false_positives_removed", "true_detections",
+    "true_detections_lost"}`` on these components; with no true detection the cut is 0.5.
+    """
+    true_p = np.sort(proba[y == 0])[::-1]
+    allowed = int(np.floor(max_lost * len(true_p)))
+    if len(true_p) == 0:
+        cut = 0.5
+    else:  # components with P >= cut are removed: put the cut just above the (allowed + 1)-th highest true P
+        cut = float(min(np.nextafter(true_p[allowed], 2.0), 1.0)) if allowed < len(true_p) else 1e-6
+    removed = proba >= cut
+    return {
+        "max_p_false_positive": cut, "false_positives": int(y.sum()),
+        "false_positives_removed": int((removed & (y == 1)).sum()), "true_detections": int((y == 0).sum()),
+        "true_detections_lost": int((removed & (y == 0)).sum()),
+    }  # fmt: skip
 
 
 def build_default_bundle(out_dir: str | Path = DEFAULT_BUNDLE, config: DefaultBundleConfig | None = None) -> Bundle:
@@ -144,70 +258,75 @@ def build_default_bundle(out_dir: str | Path = DEFAULT_BUNDLE, config: DefaultBu
     config = config or DefaultBundleConfig()
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    model, closed_losses = train_closed_set(config)
+    closed_pool = render_pool("closed", config.seed, config.closed_pool, config, "render closed-set frames")
+    model, closed_losses = train_closed_set(config, closed_pool)
     timings["closed_set_s"] = time.perf_counter() - start
     t0 = time.perf_counter()
-    ood_losses = entropy_max_fine_tune(model, config, config.proxy_fraction)
+    ood_losses = entropy_max_fine_tune(model, config, config.proxy_fraction, closed_pool)
     timings["entropy_maximization_s"] = time.perf_counter() - t0
-    model.eval()
 
     t0 = time.perf_counter()
-    # 0–3 hazards per frame: frames without hazards contribute false-positive components, as on a real road.
-    hazards = SyntheticWorld(
-        "hazard", config.seed + 2, config.metric_frames, config.height, config.width, n_hazards=(0, 3)
-    )
-    data = extract(model_frames(model, hazards))
+    render_size = (config.render_height, config.render_width)
+    spec = config.spec()
+    train_world = SyntheticWorld("hazard", config.seed + 2, config.metric_frames, *render_size, n_hazards=(0, 3),
+                                 hazard_shapes=COMMON_HAZARDS)  # fmt: skip
+    select_world = SyntheticWorld("hazard", config.seed + 3, config.select_frames, *render_size, n_hazards=(0, 3),
+                                  hazard_shapes=COMMON_HAZARDS)  # fmt: skip
+    with DeployedPipeline(model, spec) as keep_all:
+        data = extract(keep_all, train_world).dataset()
+        selection = extract(keep_all, select_world, desc="selection frames").dataset()
     timings["metric_extraction_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     mlp_config = MLPConfig(epochs=config.mlp_epochs, seed=config.seed)
-    folds = min(5, len(np.unique(data.group))) if data.group is not None else 5
-    cv = {
-        clf: cross_validate(data, CVConfig(clf, "group-kfold", folds=folds, mlp=mlp_config)).report()
-        for clf in ("lr", "mlp")
-    }
-    meta = train_meta_classifier(data, "mlp", mlp_config=mlp_config, metadata={"data": "synthetic hazard frames"})
+    cv = _cross_validate(data, mlp_config)
+    meta = train_meta_classifier(data, "mlp", mlp_config=mlp_config,
+                                 metadata={"data": train_world.identity()})  # fmt: skip
+    cut = choose_cut(selection.y, meta.predict_proba(selection.X, selection.names), config.max_lost)
     timings["meta_classifiers_s"] = time.perf_counter() - t0
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_file = out / "model.onnx"
-    export_onnx(model, onnx_file, num_classes=len(CLASS_NAMES), height=config.height, width=config.width, dynamic=True)
+    meta_training = {
+        "threshold": spec.threshold, "metric_size": [config.metric_height, config.metric_width],
+        "input_size": [config.height, config.width], "aspect_ratio": config.render_width / config.render_height,
+        "region": "labelled", "data": train_world.identity(), "selection_data": select_world.identity(),
+        "components": data.n, "false_positives": int(data.y.sum()), "cut_selection": cut,
+    }  # fmt: skip
     metadata: dict[str, Any] = {
-        "built_by": "meta-ood build-default-bundle",
-        "config": asdict(config),
-        "code_version": __version__,
+        "built_by": "meta-ood build-default-bundle", "config": asdict(config), "code_version": __version__,
         "torch_version": torch.__version__,
         "training": {
             "closed_set_loss_first_last": [closed_losses[0], float(np.mean(closed_losses[-20:]))],
             "entropy_max_loss_first_last": [ood_losses[0], float(np.mean(ood_losses[-20:]))],
-            "components": data.n,
-            "false_positive_ratio": float(data.y.mean()) if data.n else None,
         },
-        "meta_cv_group_kfold": {clf: {k: r[k] for k in ("auroc", "auprc", "accuracy", "n")} for clf, r in cv.items()},
-    }
-    bundle = write_bundle(
-        out, model=model, architecture="deeplabv3plus_light", model_options={"width": config.model_width},
-        class_names=list(CLASS_NAMES), input_size=(config.height, config.width), meta_classifier=meta,
-        mean=MEAN_RGB, std=STD_RGB, extra_model_files={"onnx": onnx_file.name}, metadata=metadata,
-    )  # fmt: skip
+        "meta_cv_group_kfold": cv,
+    }  # fmt: skip
+    bundle = package(model, out_dir, spec, meta_classifier=meta, max_p_false_positive=cut["max_p_false_positive"],
+                     meta_training=meta_training, metadata=metadata)  # fmt: skip
     t0 = time.perf_counter()
-    world = SyntheticWorld("hazard", config.eval_seed, config.eval_frames, 256, 512)
-    evaluation = evaluate_bundle(bundle, world, progress=True)
+    pipeline = AnomalyPipeline.from_bundle(bundle, backend="onnxruntime")
+    evaluation = {}
+    for name, shapes, seed in (("common and held-out hazards", None, config.eval_seed),
+                               ("held-out hazard family", HELD_OUT_HAZARDS, config.eval_seed + 1)):  # fmt: skip
+        options: dict[str, Any] = {} if shapes is None else {"hazard_shapes": shapes}
+        world = SyntheticWorld("hazard", seed, config.eval_frames, *render_size, **options)
+        evaluation[name] = {"data": world.identity(), **evaluate_bundle(pipeline, world, progress=True)}
     timings["evaluation_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - start
-    metadata["evaluation"] = {"dataset": f"synthetic hazards, seed {config.eval_seed}, {config.eval_frames} frames "
-                              "at 256x512", **evaluation}  # fmt: skip
+    metadata["evaluation"] = evaluation
     metadata["timings_s"] = timings
-    bundle = write_bundle(
-        out, model=model, architecture="deeplabv3plus_light", model_options={"width": config.model_width},
-        class_names=list(CLASS_NAMES), input_size=(config.height, config.width), meta_classifier=meta,
-        mean=MEAN_RGB, std=STD_RGB, extra_model_files={"onnx": onnx_file.name}, metadata=finite(metadata),
-    )  # fmt: skip
-    LOG.info("default bundle -> %s in %.0f s; pixel AUROC %.3f AUPRC %.3f", out, timings["total_s"],
-             evaluation["pixel"]["auroc"], evaluation["pixel"]["auprc"])  # fmt: skip
-    return load_bundle(out)
+    bundle = package(model, out_dir, spec, meta_classifier=meta, max_p_false_positive=cut["max_p_false_positive"],
+                     meta_training=meta_training, metadata=json_safe(metadata))  # fmt: skip
+    first = evaluation["common and held-out hazards"]
+    LOG.info("default bundle -> %s in %.0f s; pixel AUROC %.3f AUPRC %.3f; false positives %d -> %d, true detections"
+             " lost %d", out_dir, timings["total_s"], first["pixel"]["auroc"], first["pixel"]["auprc"],
+             first["components"]["false_positives_before"], first["components"]["false_positives_after"],
+             first["components"]["true_detections_lost"])  # fmt: skip
+    return load_bundle(out_dir)
 
 
-def finite(value: Any) -> Any:
-    """``value`` with non-finite floats replaced by None, recursively (JSON has no NaN)."""
-    return json_safe(value)
+def _cross_validate(data: MetaDataset, mlp_config: MLPConfig) -> dict[str, Any]:
+    folds = min(5, len(np.unique(data.group))) if data.group is not None else 5
+    out = {}
+    for clf in ("lr", "mlp"):
+        report = cross_validate(data, CVConfig(clf, "group-kfold", folds=folds, mlp=mlp_config)).report()
+        out[clf] = {k: report[k] for k in ("auroc", "auprc", "accuracy", "n")}
+    return out

@@ -166,6 +166,27 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "—" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.{digits}f}"
 
 
+def meta_section(summary: dict[str, Any]) -> list[str]:
+    """REPORT.md lines on what the meta classifier removed (from the per-frame records and the label counts)."""
+    frames = [f for f in summary.get("frames", []) if f.get("error") is None]
+    total = sum(f["components"] for f in frames)
+    kept = sum(f["kept"] for f in frames)
+    lines = [
+        "## The meta classifier",
+        "",
+        f"Over {len(frames)} frames the score crossed the threshold in {total} components; the meta classifier "
+        f"removed {total - kept} of them (P(false positive) at or above the bundle's cut) and kept {kept}.",
+    ]
+    counts = summary.get("labels", {}).get("meta_classifier")
+    if counts and counts["components"]:
+        fp, fp_after = counts["false_positives_before"], counts["false_positives_after"]
+        lines += ["", "| against the drive's labels | before the meta classifier | after |", "|---|---|---|",
+                  f"| false-positive components (no hazard pixel) | {fp} | {fp_after} |",
+                  f"| true detections (touch the hazard) | {counts['true_detections']} | "
+                  f"{counts['true_detections'] - counts['true_detections_lost']} |"]  # fmt: skip
+    return [*lines, ""]
+
+
 def report(summary: dict[str, Any], config: DemoConfig) -> str:
     """REPORT.md text from a replay summary."""
     labels = summary.get("labels", {})
@@ -184,6 +205,7 @@ def report(summary: dict[str, Any], config: DemoConfig) -> str:
         "| pixel AUROC | FPR95 | AUPRC | SMIYC sIoU | PPV | mean F1 |", "|---|---|---|---|---|---|",
         f"| {_fmt(pixel.get('auroc'))} | {_fmt(pixel.get('fpr95'))} | {_fmt(pixel.get('auprc'))} | "
         f"{_fmt(comp.get('sIoU_gt'))} | {_fmt(comp.get('PPV'))} | {_fmt(comp.get('mean_F1'))} |", "",
+        *meta_section(summary),
         "## Brake events", "", "| time, s | event | risk | reason |", "|---|---|---|---|",
     ]  # fmt: skip
     t0 = next((f["stamp_ns"] for f in summary.get("frames", []) if f["stamp_ns"] is not None), 0)

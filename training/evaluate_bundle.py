@@ -1,10 +1,12 @@
 """``meta-ood evaluate``: a bundle on an OoD test set — pixel metrics, SMIYC component metrics, meta classifier.
 
-For every frame: the network runs at the bundle's input size and its logits are resized back to the frame before
-the softmax, exactly as in the runtime pipeline (:mod:`meta_ood_perception.preprocessing`); then the anomaly score
-gives the pixel metrics, the OoD mask (a ≥ t inside the labelled region) gives components and their 75 metrics,
-the bundle's meta classifier removes components with P(false positive) ≥ 0.5, and the remaining mask gives the
-SMIYC metrics and the false-positive / false-negative counts before and after removal.
+Every frame goes through :meth:`AnomalyPipeline.process <meta_ood_perception.pipeline.AnomalyPipeline.process>` of
+the bundle with its deployed backend, with the frame's ground truth as target: the network at the bundle's input
+size, score and components at its metric resolution, components inside the labelled region (the LostAndFound
+protocol), the bundle's meta classifier and cut. Pixel metrics compare ``FrameResult.score`` with the labels at the
+frame's resolution; the SMIYC metrics use the kept mask at the frame's resolution; the component counts (false
+positives before and after the meta classifier, true detections lost, ground-truth objects missed) come from the
+pipeline's component table and decisions.
 """
 
 from __future__ import annotations
@@ -14,41 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import torch
 from tqdm.auto import tqdm
 
-from meta_ood_perception.bundle import Bundle
-from meta_ood_perception.components import ood_mask
 from meta_ood_perception.evaluation import PixelMetricsAccumulator
-from meta_ood_perception.metrics import component_metrics, ground_truth_metrics
-from meta_ood_perception.preprocessing import check_frame, logits_to_probs, to_network_input
+from meta_ood_perception.pipeline import AnomalyPipeline
 from meta_ood_perception.reports import write_json
-from meta_ood_perception.scores import anomaly_score
 from meta_ood_perception.smiyc import SegmentMetricsAccumulator, frame_segments
 
 from .meta_cv import scores
+from .meta_extract import ComponentCollector
 
 LOG = logging.getLogger(__name__)
 
 
-def bundle_probabilities(
-    bundle: Bundle, model: torch.nn.Module, image: npt.NDArray[np.uint8], device: str = "cpu"
-) -> npt.NDArray[np.float32]:
-    """(C, H, W) float32 softmax of an (H, W, 3) uint8 RGB frame at the frame's own resolution, with the runtime
-    pipeline's pre- and post-processing (:mod:`meta_ood_perception.preprocessing`)."""
-    x = to_network_input(check_frame(image), bundle.input_size, bundle.mean, bundle.std)
-    with torch.no_grad():
-        logits = model(torch.from_numpy(x).to(device))[0].float().cpu().numpy()
-    return logits_to_probs(logits, image.shape[:2])
-
-
 def evaluate_bundle(
-    bundle: Bundle,
+    pipeline: AnomalyPipeline,
     dataset: Any,
     *,
     frames: int | None = None,
-    device: str = "cpu",
+    groups: Any = None,
     min_pred_size: int = 50,
     min_gt_size: int = 10,
     plots_dir: str | Path | None = None,
@@ -56,57 +42,91 @@ def evaluate_bundle(
 ) -> dict[str, Any]:
     """The report of ``meta-ood evaluate`` (see the module docstring) over the first ``frames`` items.
 
-    Returns ``{"pixel": {auroc, fpr95, auprc}, "components": {sIoU, PPV, mean_F1, F1, fp/fn counts},
-    "meta": {auroc, auprc, n}, "frames": n}``; ``meta`` values are None when the components hold one class only.
+    Returns ``{"pixel": {auroc, fpr95, auprc}, "components": {sIoU, PPV, mean_F1, F1, counts}, "meta": {auroc,
+    auprc, accuracy, n, n_false_positives, note}, "frames": n, "pipeline": {...}}``; ``meta`` AUROC / AUPRC are None
+    (with ``note`` saying why) when the components hold one class only or the bundle has no meta classifier.
     """
-    model = bundle.build_torch_model().to(device)
     count = len(dataset) if frames is None else min(frames, len(dataset))
     pixel = PixelMetricsAccumulator()
     segments = SegmentMetricsAccumulator()
-    proba_all, y_all = [], []
-    fp_before = fp_after = fn_before = fn_after = lost = n_objects = 0
+    collector = ComponentCollector()
     for index in tqdm(range(count), desc="evaluate", disable=not progress):
         image, target = dataset[index]
-        probs = bundle_probabilities(bundle, model, image, device)
-        score = anomaly_score(probs)
-        pixel.update(score, target)
-        valid = target != 255
-        mask = ood_mask(score, bundle.threshold, valid)
-        table = component_metrics(probs, mask, target)
-        p_fp = bundle.meta_classifier.predict_proba(table) if len(table) else np.zeros(0)
-        assert table.iou0 is not None
-        kept = p_fp < 0.5
-        labels = np.abs(table.components)
-        kept_mask = np.concatenate([[False], kept])[labels]
-        segments.update(frame_segments(kept_mask, target, min_pred_size=min_pred_size, min_gt_size=min_gt_size))
-        y = table.iou0.astype(np.int64)
-        proba_all.append(p_fp)
-        y_all.append(y)
-        fp_before += int(y.sum())
-        fp_after += int(y[kept].sum())
-        lost += int(((y == 0) & ~kept).sum())
-        truth = ground_truth_metrics(probs, mask, target)
-        gt_labels = np.abs(truth.components)
-        n_objects += len(truth)
-        fn_before += int((truth.iou0 == 1).sum())
-        hit_after = np.unique(gt_labels[kept_mask & (gt_labels > 0)])
-        fn_after += len(truth) - len(hit_after)
-    proba = np.concatenate(proba_all) if proba_all else np.zeros(0)
-    y = np.concatenate(y_all) if y_all else np.zeros(0, np.int64)
-    meta: dict[str, Any] = {"n": len(y), "auroc": None, "auprc": None}
-    if len(np.unique(y)) == 2:
-        meta["auroc"], meta["auprc"], meta["accuracy"] = scores(y, proba)
+        pipeline.reset()  # frames of a test set are independent: no brake history across them
+        result = pipeline.process(image, target)
+        assert result.analysis is not None
+        pixel.update(result.score, target)
+        segments.update(frame_segments(result.mask.astype(bool), target, min_pred_size=min_pred_size,
+                                       min_gt_size=min_gt_size))  # fmt: skip
+        collector.add(result.analysis, index if groups is None else int(groups[index]))
+    return {
+        "pixel": pixel.compute("exact"),
+        "components": {**_segment_report(segments), **component_counts(collector)},
+        "meta": meta_report(collector, pipeline, plots_dir),
+        "frames": count,
+        "pipeline": pipeline_settings(pipeline),
+    }
+
+
+def _segment_report(segments: SegmentMetricsAccumulator) -> dict[str, Any]:
+    seg = segments.compute()
+    return {"sIoU": seg["sIoU_gt"], "PPV": seg["PPV"], "mean_F1": seg["mean_F1"], "F1": seg["F1"]}
+
+
+def component_counts(collector: ComponentCollector) -> dict[str, Any]:
+    """Components before / after the meta classifier: false positives, true detections kept and lost, and
+    ground-truth objects no (kept) component overlaps."""
+    data, kept = collector.dataset(), collector.kept
+    y = data.y
+    assert data.objects is not None
+    n_true = int((y == 0).sum())
+    lost = int(((y == 0) & ~kept).sum())
+    fp_before, fp_after = int(y.sum()), int(y[kept].sum())
+    return {
+        "components": data.n,
+        "gt_objects": data.objects.n_objects,
+        "true_detections": n_true,
+        "false_positives_before": fp_before,
+        "false_positives_after": fp_after,
+        "false_positives_removed_fraction": (fp_before - fp_after) / fp_before if fp_before else None,
+        "true_detections_lost": lost,
+        "true_detections_lost_fraction": lost / n_true if n_true else None,
+        "false_negatives_before": data.objects.missed(np.ones(data.n, bool)),
+        "false_negatives_after": data.objects.missed(kept),
+    }
+
+
+def meta_report(
+    collector: ComponentCollector, pipeline: AnomalyPipeline, plots_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """AUROC / AUPRC / accuracy of the pipeline's P(false positive) against the components' targets."""
+    data, proba = collector.dataset(), collector.p_false_positive
+    meta: dict[str, Any] = {"n": data.n, "n_false_positives": int(data.y.sum()), "auroc": None, "auprc": None,
+                            "max_p_false_positive": pipeline.max_p_false_positive}  # fmt: skip
+    if pipeline.bundle.meta_classifier is None:
+        meta["note"] = "the bundle has no meta classifier: every component is kept"
+    elif len(np.unique(data.y)) < 2:
+        kind = "false positives" if data.n and data.y[0] else "true detections"
+        meta["note"] = f"AUROC / AUPRC need both classes; all {data.n} components are {kind}"
+    else:
+        meta["auroc"], meta["auprc"], meta["accuracy"] = scores(data.y, proba)
         if plots_dir is not None:
             from .meta_report import plot_roc_pr
 
-            meta["plots"] = [str(p) for p in plot_roc_pr(y, {"meta classifier": proba}, plots_dir)]
-    seg = segments.compute()
-    components = {
-        "sIoU": seg["sIoU_gt"], "PPV": seg["PPV"], "mean_F1": seg["mean_F1"], "F1": seg["F1"],
-        "gt_objects": n_objects, "false_positives_before": fp_before, "false_positives_after": fp_after,
-        "false_negatives_before": fn_before, "false_negatives_after": fn_after, "true_detections_lost": lost,
-    }  # fmt: skip
-    return {"pixel": pixel.compute("exact"), "components": components, "meta": meta, "frames": count}
+            meta["plots"] = [str(p) for p in plot_roc_pr(data.y, {"meta classifier": proba}, plots_dir)]
+    return meta
+
+
+def pipeline_settings(pipeline: AnomalyPipeline) -> dict[str, Any]:
+    """The settings a report was made with: backend, input and metric resolution, threshold, cut, region."""
+    return {
+        "backend": type(pipeline.backend).__name__,
+        "input_size": list(pipeline.bundle.input_size),
+        "metric_size": list(pipeline.metric_size),
+        "threshold": pipeline.threshold,
+        "max_p_false_positive": pipeline.max_p_false_positive,
+        "meta_classifier": None if pipeline.bundle.meta_classifier is None else pipeline.bundle.meta_classifier.kind,
+    }
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:

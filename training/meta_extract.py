@@ -1,103 +1,122 @@
-"""Build the meta-classification table from frames: component metrics, targets, groups, and which predicted
-component overlaps which ground-truth object (for false-negative counts after removal)."""
+"""The meta-classification table of a labelled dataset, extracted through the deployed pipeline.
+
+Every component comes from :meth:`AnomalyPipeline.analyze <meta_ood_perception.pipeline.AnomalyPipeline.analyze>`
+of the bundle being trained or evaluated — the same pre-processing, backend, metric resolution, threshold and
+meta classifier the node runs — inside the target's labelled region (the LostAndFound protocol: void excluded).
+:class:`ComponentCollector` turns those analyses into the table (``y`` = iou0, 1 = false positive), the groups, the
+ground-truth objects with the components that overlap them, and the pipeline's own P(false positive) and
+keep/remove decision; ``meta-ood extract-metrics``, ``meta-ood evaluate``, ``meta-ood results`` and the default
+bundle's build all use it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from tqdm.auto import tqdm
 
-from meta_ood_perception.components import ood_mask
-from meta_ood_perception.metrics import component_metrics, ground_truth_metrics
-from meta_ood_perception.scores import DEFAULT_THRESHOLD, anomaly_score
+from meta_ood_perception.components import label_components
+from meta_ood_perception.pipeline import AnomalyPipeline, FrameAnalysis
 
 from .meta_data import MetaDataset, ObjectOverlaps
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One evaluated frame: (C, H, W) float32 softmax ``probs`` and (H, W) ground truth ``gt`` (``ood_label`` =
-    OoD object, ``void_label`` = outside the region of interest)."""
+@dataclass
+class ComponentCollector:
+    """Accumulates the components of many :class:`FrameAnalysis` (made with a target) into one table."""
 
-    probs: npt.NDArray[np.float32]
-    gt: npt.NDArray[np.integer[Any]]
+    ood_label: int = 1
+    _rows: list[npt.NDArray[np.float64]] = field(default_factory=list)
+    _y: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    _group: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    _proba: list[npt.NDArray[np.float64]] = field(default_factory=list)
+    _kept: list[npt.NDArray[np.bool_]] = field(default_factory=list)
+    _object_group: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    _pair_c: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    _pair_o: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    names: tuple[str, ...] = ()
+    n_rows: int = 0
+    n_objects: int = 0
+    frames: int = 0
+
+    def add(self, analysis: FrameAnalysis, group: int) -> None:
+        """Add one frame's components (the analysis must have been made with a target)."""
+        table, target = analysis.table, analysis.target
+        if table.iou0 is None or target is None:
+            raise ValueError("ComponentCollector needs analyses made with a target (ground truth)")
+        self.names = tuple(table.names)
+        n = len(table)
+        self._rows.append(table.features)
+        self._y.append(table.iou0.astype(np.int64))
+        self._group.append(np.full(n, group, dtype=np.int64))
+        self._proba.append(analysis.p_false_positive)
+        self._kept.append(analysis.kept)
+        objects = label_components(target == self.ood_label)
+        both = (analysis.labels > 0) & (objects.labels > 0)
+        pairs = np.unique(
+            np.stack([analysis.labels[both] - 1, objects.labels[both] - 1]).astype(np.int64).reshape(2, -1), axis=1
+        )
+        self._pair_c.append(pairs[0] + self.n_rows)
+        self._pair_o.append(pairs[1] + self.n_objects)
+        self._object_group.append(np.full(objects.count, group, dtype=np.int64))
+        self.n_rows += n
+        self.n_objects += objects.count
+        self.frames += 1
+
+    def dataset(self) -> MetaDataset:
+        """The table so far: X, y (1 = false positive), names, group, objects."""
+        overlaps = ObjectOverlaps(
+            self.n_objects, _cat(self._object_group, np.int64), _cat(self._pair_c, np.int64),
+            _cat(self._pair_o, np.int64),
+        )  # fmt: skip
+        x = np.concatenate(self._rows) if self._rows else np.zeros((0, len(self.names)))
+        return MetaDataset(x, _cat(self._y, np.int64), self.names, _cat(self._group, np.int64), overlaps)
+
+    @property
+    def p_false_positive(self) -> npt.NDArray[np.float64]:
+        """(N,) the pipeline's P(false positive) of every collected component."""
+        return _cat(self._proba, np.float64)
+
+    @property
+    def kept(self) -> npt.NDArray[np.bool_]:
+        """(N,) the pipeline's keep decision of every collected component."""
+        return _cat(self._kept, np.bool_)
+
+
+def _cat(parts: list[npt.NDArray[Any]], dtype: Any) -> npt.NDArray[Any]:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
 
 def extract(
-    frames: Iterable[Frame],
-    *,
-    threshold: float = DEFAULT_THRESHOLD,
-    ood_label: int = 1,
-    void_label: int = 255,
-) -> MetaDataset:
-    """Component metrics of every frame (OoD mask a ≥ ``threshold`` inside the non-void region), y = iou0.
-
-    Returns the table with ``group`` = frame index and ``objects`` = the ground-truth objects and their overlaps.
-    """
-    rows, targets, groups = [], [], []
-    object_group, pair_c, pair_o = [], [], []
-    names: list[str] = []
-    n_rows = n_objects = 0
-    for index, frame in enumerate(frames):
-        mask = ood_mask(anomaly_score(frame.probs), threshold, frame.gt != void_label)
-        table = component_metrics(frame.probs, mask, frame.gt, ood_label=ood_label, void_label=void_label)
-        truth = ground_truth_metrics(frame.probs, mask, frame.gt, ood_label=ood_label, void_label=void_label)
-        names = table.names
-        assert table.iou0 is not None
-        rows.append(table.features)
-        targets.append(table.iou0.astype(np.int64))
-        groups.append(np.full(len(table), index, dtype=np.int64))
-        both = (table.components != 0) & (truth.components != 0)
-        pairs = np.unique(
-            np.stack([np.abs(table.components[both]) - 1, np.abs(truth.components[both]) - 1]).astype(np.int64),
-            axis=1,
-        )
-        pair_c.append(pairs[0] + n_rows)
-        pair_o.append(pairs[1] + n_objects)
-        object_group.append(np.full(len(truth), index, dtype=np.int64))
-        n_rows += len(table)
-        n_objects += len(truth)
-    overlaps = ObjectOverlaps(
-        n_objects,
-        np.concatenate(object_group) if object_group else np.zeros(0, np.int64),
-        np.concatenate(pair_c) if pair_c else np.zeros(0, np.int64),
-        np.concatenate(pair_o) if pair_o else np.zeros(0, np.int64),
-    )
-    return MetaDataset(
-        np.concatenate(rows) if rows else np.zeros((0, len(names))),
-        np.concatenate(targets) if targets else np.zeros(0, np.int64),
-        tuple(names),
-        np.concatenate(groups) if groups else np.zeros(0, np.int64),
-        overlaps,
-    )
-
-
-def model_frames(
-    model: Any,
+    pipeline: AnomalyPipeline,
     dataset: Any,
     *,
-    device: str = "cpu",
-    limit: int | None = None,
-) -> Iterable[Frame]:
-    """Run a segmentation ``model`` (torch, logits at input size) over ``dataset`` items ``(RGB uint8, target)``.
+    frames: int | None = None,
+    groups: Sequence[int] | None = None,
+    ood_label: int = 1,
+    void_label: int = 255,
+    progress: bool = True,
+    desc: str = "component metrics",
+) -> ComponentCollector:
+    """Run ``pipeline`` over the first ``frames`` items ``(RGB uint8 image, target)`` of ``dataset``.
 
-    Yields :class:`Frame` with float32 softmax probabilities and the dataset's target (0 / 1 / 255); the input is
-    normalized with the ImageNet statistics the models are trained with.
+    Args:
+        groups: group id per item (e.g. the LostAndFound sequence); default the item index (frame).
+
+    Returns:
+        the collector: ``.dataset()`` is the meta-classification table, ``.p_false_positive`` / ``.kept`` the
+        pipeline's decisions on it.
     """
-    import torch
-
-    from meta_ood_perception.models import MEAN_RGB, STD_RGB
-
-    mean = torch.tensor(MEAN_RGB, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD_RGB, device=device).view(1, 3, 1, 1)
-    model = model.to(device).eval()
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    with torch.no_grad():
-        for index in range(count):
-            image, target = dataset[index]
-            x = torch.from_numpy(np.array(image, dtype=np.uint8)).to(device).permute(2, 0, 1)[None].float() / 255.0
-            probs = torch.softmax(model((x - mean) / std), dim=1)[0]
-            yield Frame(probs.float().cpu().numpy(), target)
+    count = len(dataset) if frames is None else min(frames, len(dataset))
+    if groups is not None and len(groups) < count:
+        raise ValueError(f"{len(groups)} group ids for {count} frames")
+    collector = ComponentCollector(ood_label)
+    for index in tqdm(range(count), desc=desc, disable=not progress):
+        image, target = dataset[index]
+        analysis = pipeline.analyze(image, target, ood_label=ood_label, void_label=void_label)
+        collector.add(analysis, index if groups is None else int(groups[index]))
+    return collector

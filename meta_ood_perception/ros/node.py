@@ -14,7 +14,7 @@ processed / rejected / dropped, faults, latency percentiles) and, while a camera
 unavailable. A bad frame is logged (throttled), dropped and counted; the node never stops on one.
 
 Parameters (see :data:`~meta_ood_perception.ros.params.PARAMETERS` and ``config/anomaly_node.param.yaml``) are
-validated at start-up. At runtime ``threshold``, ``max_p_false_positive``, ``road_class``, ``brake.*``,
+validated at start-up. At runtime ``threshold``, ``max_p_false_positive``, ``region``, ``road_class``, ``brake.*``,
 ``publish_score`` and ``max_rate_hz`` can be changed (validated the same way; the brake history restarts); the
 others are rejected with the reason that they need a restart.
 """
@@ -40,7 +40,7 @@ from .params import PARAMETERS, CameraTopics, NodeConfig
 from .processor import CameraProcessor, ProcessedFrame
 from .scheduler import LatestFrameScheduler
 
-LIVE_PARAMETERS = {"threshold", "max_p_false_positive", "road_class", "publish_score", "max_rate_hz"}
+LIVE_PARAMETERS = {"threshold", "max_p_false_positive", "region", "road_class", "publish_score", "max_rate_hz"}
 LOG = logging.getLogger(__name__)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..backends import BACKENDS
 from ..brake import DEFAULT_CORRIDOR, BrakeConfig
-from ..pipeline import PipelineConfig
+from ..pipeline import REGIONS, PipelineConfig
 from ..reports import first_line
 
 #: name → (default, description). Types follow the defaults (a list of str / float is a ROS array parameter).
@@ -39,8 +39,12 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "trt_cache_dir": ("", "onnxruntime tensorrt provider: engine cache directory ('' = no cache)"),
     "threads": (0, "CPU inference threads (0 = the backend's default)"),
     "threshold": (-1.0, "anomaly threshold t in [0, 1] on entropy / log C; -1 = the bundle's (0.7 in the paper)"),
-    "max_p_false_positive": (0.5, "components whose meta-classifier P(false positive) reaches this are removed"),
-    "road_class": ("road", "class name of the drivable road (for brake.use_road)"),
+    "max_p_false_positive": (
+        -1.0,
+        "components whose meta-classifier P(false positive) reaches this are removed; -1 = the bundle's cut",
+    ),
+    "region": ("road", "where components may lie: road (the predicted drivable region) or frame (anywhere)"),
+    "road_class": ("road", "class name of the drivable road (for region and brake.use_road)"),
     "image_topics": (["/camera/front/image_raw"], "input image topics, one per camera ('…/compressed' = JPEG/PNG)"),
     "qos.reliability": ("best_effort", "input QoS reliability: best_effort (camera drivers' usual) or reliable"),
     "qos.depth": (1, "input queue depth per camera; the node always processes the newest frame and drops older"),
@@ -54,7 +58,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     ),
     "brake.use_road": (False, "intersect the corridor with the predicted road"),
     "brake.min_area_px": (100, "pixels (camera resolution) a component needs inside the corridor to count"),
-    "brake.max_p_false_positive": (0.5, "components count only while their P(false positive) stays below this"),
+    "brake.max_p_false_positive": (
+        1.0,
+        "a stricter cut for the brake only: kept components count while P(false positive) < this (1 = all)",
+    ),
     "brake.persistence_k": (2, "hits needed among the last persistence_n frames to turn the hint on"),
     "brake.persistence_n": (3, "persistence window, frames"),
     "brake.release_frames": (5, "consecutive clear frames before an active hint turns off"),
@@ -232,6 +239,11 @@ def _pipeline_config(p: Mapping[str, Any]) -> PipelineConfig:
     threshold = p["threshold"]
     if threshold != -1.0 and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"parameter threshold: must lie in [0, 1] (or -1 for the bundle's), got {threshold!r}")
+    cut = p["max_p_false_positive"]
+    if cut != -1.0 and not 0.0 < cut <= 1.0:
+        raise ValueError(f"parameter max_p_false_positive: must lie in (0, 1] (or -1 for the bundle's), got {cut!r}")
+    if p["region"] not in REGIONS:
+        raise ValueError(f"parameter region: must be one of {', '.join(REGIONS)}, got {p['region']!r}")
     corridor = p["brake.corridor"]
     if len(corridor) % 2:
         raise ValueError(f"parameter brake.corridor: needs x, y pairs, got {len(corridor)} numbers")
@@ -248,7 +260,8 @@ def _pipeline_config(p: Mapping[str, Any]) -> PipelineConfig:
         )
         return PipelineConfig(
             threshold=None if threshold == -1.0 else threshold,
-            max_p_false_positive=p["max_p_false_positive"],
+            max_p_false_positive=None if cut == -1.0 else cut,
+            region=p["region"],
             brake=brake,
             road_class=p["road_class"],
         )

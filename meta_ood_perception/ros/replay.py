@@ -37,7 +37,7 @@ import numpy.typing as npt
 
 from ..bundle import load_bundle
 from ..evaluation import PixelMetricsAccumulator
-from ..pipeline import AnomalyPipeline
+from ..pipeline import AnomalyPipeline, FrameResult
 from ..reports import first_line, write_json
 from ..smiyc import SegmentMetricsAccumulator, frame_segments
 from . import conversions as cv
@@ -317,7 +317,9 @@ class _LabelMetrics:
         self.pixel = PixelMetricsAccumulator(quantum=1e-5)  # fixed memory however long the bag
         self.segments = SegmentMetricsAccumulator()
         self.labels: dict[int, npt.NDArray[np.uint8]] = {}
-        self.pending: dict[int, tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]] = {}
+        self.pending: dict[int, FrameResult] = {}
+        self.counts = {"components": 0, "true_detections": 0, "true_detections_lost": 0,
+                       "false_positives_before": 0, "false_positives_after": 0}  # fmt: skip
         self.unmatched = 0
         self.keep = max(4 * options.reorder_window, 64)  # entries waiting for their partner, bounded
         self.frames = 0
@@ -331,7 +333,7 @@ class _LabelMetrics:
             LOG.warning("replay: skipping a label message: %s", err)
             return
         if stamp in self.pending:
-            self._score(*self.pending.pop(stamp), labels)
+            self._score(self.pending.pop(stamp), labels)
         else:
             self.labels[stamp] = labels
             self._bound(self.labels)
@@ -341,10 +343,10 @@ class _LabelMetrics:
             return
         labels = self.labels.pop(frame.stamp_ns, None)
         if labels is None:
-            self.pending[frame.stamp_ns] = (frame.result.score, frame.result.mask)
+            self.pending[frame.stamp_ns] = frame.result
             self._bound(self.pending)
         else:
-            self._score(frame.result.score, frame.result.mask, labels)
+            self._score(frame.result, labels)
 
     def _bound(self, waiting: dict[int, Any]) -> None:
         """Forget the oldest entries beyond ``keep`` (sparse labels must not hold every frame in memory)."""
@@ -352,18 +354,28 @@ class _LabelMetrics:
             del waiting[min(waiting)]
             self.unmatched += 1
 
-    def _score(
-        self, score: npt.NDArray[np.float32], mask: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint8]
-    ) -> None:
-        if labels.shape != score.shape:
+    def _score(self, result: FrameResult, labels: npt.NDArray[np.uint8]) -> None:
+        if labels.shape != result.score.shape:
             self.bad_labels += 1
-            LOG.warning("replay: label image %s does not match the frame %s; skipped", labels.shape, score.shape)
+            LOG.warning("replay: label image %s does not match the frame %s; skipped", labels.shape,
+                        result.score.shape)  # fmt: skip
             return
-        self.pixel.update(score, labels)
+        self.pixel.update(result.score, labels)
         self.segments.update(
-            frame_segments(mask.astype(bool), labels, min_pred_size=self.options.min_pred_size,
+            frame_segments(result.mask.astype(bool), labels, min_pred_size=self.options.min_pred_size,
                            min_gt_size=self.options.min_gt_size)
         )  # fmt: skip
+        # components as the node published them: true when they touch a labelled hazard pixel
+        hits = set(np.unique(result.labels[labels == 1]).tolist()) - {0}
+        c = self.counts
+        for comp in result.components:
+            c["components"] += 1
+            if comp.id in hits:
+                c["true_detections"] += 1
+                c["true_detections_lost"] += not comp.kept
+            else:
+                c["false_positives_before"] += 1
+                c["false_positives_after"] += comp.kept
         self.frames += 1
 
     def report(self) -> dict[str, Any]:
@@ -377,6 +389,7 @@ class _LabelMetrics:
             "frames_without_label": len(self.pending) + self.unmatched,
             "bad_labels": self.bad_labels, "pixel": pixel,
             "components": {k: seg[k] for k in ("sIoU_gt", "PPV", "mean_F1", "F1")} if seg else {},
+            "meta_classifier": dict(self.counts),
         }  # fmt: skip
 
 

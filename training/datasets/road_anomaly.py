@@ -39,6 +39,13 @@ class LostAndFound:
     def __len__(self) -> int:
         return len(self.images)
 
+    @property
+    def sequences(self) -> list[int]:
+        """Sequence index of every frame (its folder ``leftImg8bit/<split>/<sequence>/``, numbered in sorted order):
+        frames of one sequence are near-duplicates and must stay on one side of a cross-validation split."""
+        names = sorted({p.parent.name for p in self.images})
+        return [names.index(p.parent.name) for p in self.images]
+
     def __getitem__(self, index: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
         """(H, W, 3) uint8 RGB and (H, W) uint8 target: 0 free road, 1 hazard, 255 void."""
         return read_rgb(self.images[index]), self._lut[read_label(self.targets[index])]
