@@ -123,10 +123,11 @@ def cmd_train_ood(args: argparse.Namespace) -> None:
 
 
 def _pipeline(args: argparse.Namespace) -> Any:
-    """The bundle's deployed pipeline for an offline command (``--bundle``, ``--backend``)."""
-    from .pipeline import AnomalyPipeline
+    """The bundle's deployed pipeline for an offline command (``--bundle``, ``--backend``); components lie in each
+    frame's labelled region (the target decides, not the predicted road)."""
+    from .pipeline import AnomalyPipeline, PipelineConfig
 
-    return AnomalyPipeline.from_bundle(args.bundle, backend=args.backend)
+    return AnomalyPipeline.from_bundle(args.bundle, backend=args.backend, config=PipelineConfig(region="frame"))
 
 
 def _dataset(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
@@ -151,8 +152,8 @@ def cmd_extract_metrics(args: argparse.Namespace) -> None:
     _training()
     from meta_ood_training.meta_extract import extract
 
-    pipeline = _pipeline(args)
     dataset, groups = _dataset(args)
+    pipeline = _pipeline(args)
     data = extract(pipeline, dataset, frames=args.frames, groups=groups).dataset()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     data.save(args.out)
@@ -166,8 +167,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _training()
     from meta_ood_training.evaluate_bundle import evaluate_bundle, write_report
 
-    pipeline = _pipeline(args)
     dataset, groups = _dataset(args)
+    pipeline = _pipeline(args)
     report = evaluate_bundle(
         pipeline, dataset, frames=args.frames, groups=groups, min_pred_size=args.min_pred_size,
         min_gt_size=args.min_gt_size, plots_dir=args.plots,

@@ -207,15 +207,19 @@ class AnomalyPipeline:
         restarts.
 
         Raises:
-            ValueError: ``config.road_class`` is not a class of the bundle (nothing is changed then).
+            ValueError: ``config.road_class`` is not a class of the bundle while region ``road`` or
+                ``brake.use_road`` needs it (nothing is changed then).
         """
-        if config.road_class not in self.bundle.class_names:
-            raise ValueError(f"road_class {config.road_class!r} is not one of the bundle's classes")
+        needs_road = config.region == "road" or config.brake.use_road
+        if needs_road and config.road_class not in self.bundle.class_names:
+            raise ValueError(f"road_class {config.road_class!r} is not one of the bundle's classes (needed by region "
+                             "'road' and brake.use_road)")  # fmt: skip
         self.config = config
         self.threshold = self.bundle.threshold if config.threshold is None else config.threshold
         cut = config.max_p_false_positive
         self.max_p_false_positive = self.bundle.max_p_false_positive if cut is None else cut
-        self.road_index = self.bundle.class_names.index(config.road_class)
+        names = self.bundle.class_names
+        self.road_index = names.index(config.road_class) if config.road_class in names else -1
         self.brake_policy = BrakeHintPolicy(config.brake)
         self._check_regime()
 

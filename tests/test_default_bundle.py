@@ -19,8 +19,19 @@ def test_committed_default_bundle_matches_its_manifest():
     meta = bundle.manifest["metadata"]
     assert meta["built_by"] == "meta-ood build-default-bundle"
     assert {"config", "code_version", "evaluation", "timings_s", "meta_cv_group_kfold"} <= set(meta)
-    assert meta["evaluation"]["pixel"]["auroc"] >= 0.9
+    assert bundle.meta_classifier is not None
     assert bundle.meta_classifier.kind == "mlp" and bundle.meta_classifier.n_parameters == 17_176
+    regime = bundle.meta_training
+    assert regime is not None and regime["components"] >= 1000 and regime["false_positives"] >= 200
+    assert regime["metric_size"] == list(bundle.metric_size) and regime["threshold"] == bundle.threshold
+    selection = regime["cut_selection"]  # the cut was chosen on frames the classifier was not trained on
+    assert regime["selection_data"]["seed"] != regime["data"]["seed"]
+    assert selection["max_p_false_positive"] == bundle.max_p_false_positive
+    assert selection["true_detections_lost"] <= 0.05 * selection["true_detections"]
+    held_out = meta["evaluation"]["common and held-out hazards"]["components"]
+    assert held_out["false_positives_before"] >= 20
+    assert held_out["false_positives_after"] <= held_out["false_positives_before"] / 2
+    assert held_out["true_detections_lost"] <= 0.05 * held_out["true_detections"]
 
 
 @pytest.mark.skipif(not DEFAULT_BUNDLE.exists(), reason="the default bundle has not been built in this checkout")
@@ -36,11 +47,16 @@ def test_default_bundle_onnx_parity_and_synthetic_evaluation(tmp_path):
     with torch.no_grad():
         np.testing.assert_allclose(onnx_logits, model(x).numpy(), atol=1e-4)
     report = tmp_path / "r.json"
-    args = ["evaluate", "--bundle", "default", "--dataset", "synthetic", "--seed", "5", "--frames", "3"]
+    args = ["evaluate", "--bundle", "default", "--dataset", "synthetic", "--seed", "5", "--frames", "12"]
     assert main([*args, "--report", str(report)]) == 0
     content = json.loads(report.read_text())
-    assert set(content) >= {"pixel", "components", "meta"}
+    assert set(content) >= {"pixel", "components", "meta", "pipeline"}
     assert content["pixel"]["auroc"] > 0.8
+    comp = content["components"]
+    assert {"false_positives_before", "false_positives_after", "true_detections_lost"} <= set(comp)
+    assert comp["false_positives_after"] < comp["false_positives_before"]  # the meta classifier removes some
+    assert content["meta"]["n"] == comp["components"]
+    assert content["pipeline"]["max_p_false_positive"] == load_bundle("default").max_p_false_positive
 
 
 def _meta_ood(*args: str, cwd, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -58,8 +74,14 @@ def test_smoke_build_of_the_default_bundle(tmp_path):
     meta = bundle.manifest["metadata"]
     assert meta["config"]["closed_steps"] == 4 and meta["config"]["model_width"] == 4
     assert set(meta["timings_s"]) >= {"closed_set_s", "entropy_maximization_s", "metric_extraction_s", "total_s"}
-    assert bundle.meta_classifier.n_parameters == 17_176
+    assert bundle.meta_classifier is not None and bundle.meta_classifier.n_parameters == 17_176
     assert (tmp_path / "smoke_bundle" / "model.onnx").stat().st_size > 0
+    regime = bundle.meta_training
+    assert regime is not None and regime["metric_size"] == [64, 128] and regime["data"]["frames"] == 12
+    assert set(meta["evaluation"]) == {"common and held-out hazards", "held-out hazard family"}
+    for evaluation in meta["evaluation"].values():  # the self-evaluation ran the bundle's own pipeline
+        assert evaluation["pipeline"]["max_p_false_positive"] == bundle.max_p_false_positive
+        assert evaluation["pipeline"]["backend"] == "OnnxRuntimeBackend"
 
 
 def test_results_report_smoke_run(tmp_path):
@@ -68,38 +90,43 @@ def test_results_report_smoke_run(tmp_path):
     text = (tmp_path / "out" / "RESULTS.md").read_text()
     for row in ("closed-set model", "informative proxies (≤ 20 %)", "non-informative proxies (≥ 80 %)"):
         assert f"| {row} |" in text
-    assert "leave-one-out" in text and "grouped by frame" in text
+    assert "leave-one-out" in text and "grouped by frame" in text and "held-out hazard family" in text
     results = json.loads((tmp_path / "out" / "results" / "results.json").read_text())
-    assert set(results["table2"]) == {"lr loo", "mlp loo", "lr group-kfold", "mlp group-kfold"}
-    assert len(results["table3"]) == 4
+    assert set(results["table3"]) == {"common", "held_out"}
+    for family in results["table3"].values():
+        assert len(family["rows"]) == 4
+        for row in family["rows"].values():
+            assert len(row["auprc"]["seeds"]) == 2  # one value per training seed
+            assert row["auprc"]["low"] <= row["auprc"]["high"]
+        assert all(c["verdict"] in ("reproduced", "reversed", "not separated") for c in family["claims"].values())
+    assert set(results["table2"]["protocols"]) == {"loo", "group-kfold"}
     assert [r["n_metrics"] for r in results["incremental"] if r["classifier"] == "lr"] == [1, 3]
     for name in results["figures"]:
         png = tmp_path / "out" / "results" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
-def test_results_discussion_follows_the_numbers():
+def _claim(value, low, high):
+    from meta_ood_training.bootstrap import Interval, verdict
+
+    return {"value": value, "low": low, "high": high, "verdict": verdict(Interval(value, low, high))}
+
+
+def test_results_discussion_follows_the_intervals():
     import copy
-    import json
     from pathlib import Path
 
     from meta_ood_training.results import discussion
 
     committed = json.loads((Path(__file__).resolve().parents[1] / "docs" / "results" / "results.json").read_text())
-    text = "\n".join(discussion(committed))
-    assert text.count("**reproduced**") >= 3 and "does **not** appear" in text
     flipped = copy.deepcopy(committed)
-    names = list(flipped["table3"])
-    flipped["table3"][names[2]], flipped["table3"][names[3]] = (
-        committed["table3"][names[3]],
-        committed["table3"][names[2]],
-    )
-    flipped["table2"]["mlp loo"]["auroc"] = flipped["table2"]["lr loo"]["auroc"] + 0.05
-    flipped["table2"]["lr loo"]["auroc"] = 0.90
-    flipped["table2"]["lr loo"]["n_false_positives"] = flipped["table2"]["lr loo"]["n"] // 10
-    for row in flipped["incremental"]:
-        row["auroc"] = 0.5 + row["n_metrics"] / 200  # keeps improving up to all 75
+    key = "informative beat non-informative proxies (AUPRC)"
+    flipped["table3"]["common"]["claims"][key] = _claim(0.05, 0.01, 0.09)
     text = "\n".join(discussion(flipped))
-    assert "Informative proxies train better (**not reproduced**)" in text and "Our reading" not in text
-    assert "appears as" in text and "close to perfect" not in text and "majority" not in text
-    assert "Few metrics suffice (Fig. 4, **not reproduced**)" in text and "adds" in text
+    assert "+0.050 [+0.010, +0.090], **reproduced**" in text
+    flipped["table3"]["common"]["claims"][key] = _claim(0.05, -0.01, 0.09)
+    text = "\n".join(discussion(flipped))
+    assert "+0.050 [-0.010, +0.090], **not separated**" in text
+    loo = flipped["table2"]["protocols"]["loo"]
+    loo["mlp_minus_lr_auroc"] = _claim(-0.02, -0.03, -0.01)
+    assert "**reversed**" in "\n".join(discussion(flipped))

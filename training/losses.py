@@ -5,10 +5,11 @@ For every non-void pixel: (1 − λ)·cross-entropy when its label is an in-dist
 (maximal entropy) — when its label is ``ood_label``. Both terms are summed and divided by the number of non-void
 pixels of the batch; void pixels contribute nothing, not even a gradient.
 
-Relation to the research code: it averages its OoD term over all B·C·H·W entries of the log-softmax instead
-of over the pixels, so its term equals ours (for the same λ) times N_ood/(B·H·W), where N_ood is the number of
-OoD-proxy pixels in the batch; with the in-distribution cross-entropy averaged over its own pixels, the balance
-between the two terms there depends on how many OoD pixels a batch holds. Ours weighs every non-void pixel alike.
+Relation to the research code (``ood_training.py`` of robin-chan/meta-ood): it builds a target per pixel and class —
+1 − λ on the true class of an in-distribution pixel, λ/C on every class of an OoD pixel, 0 for void — multiplies it
+with the negative log-softmax and averages over all B·C·H·W entries. Both terms share that denominator, so its loss
+is ours times N/(B·C·H·W), N the number of non-void pixels: the same balance between the in-distribution and the
+OoD term, on a smaller, batch-dependent scale (at most 1/C; Adam's steps are nearly invariant to a common scale).
 """
 
 from __future__ import annotations
