@@ -397,7 +397,7 @@ class AnomalyPipeline:
         hint = self.brake_policy.update(labels, np.where(kept, p_fp, 1.0), road, areas=corridor)
         clock.lap("brake")
         frame_labels = mapping.to_frame_labels(labels)
-        kept_mask = np.concatenate([[0], kept.astype(np.uint8)])[frame_labels]
+        kept_mask = np.concatenate([np.zeros(1, np.uint8), kept.astype(np.uint8)])[frame_labels]
         score = mapping.to_frame_score(analysis.score)
         components = _component_infos(mapping, labels, n, p_fp, kept, corridor)
         clock.lap("output")

@@ -67,18 +67,18 @@ class DefaultBundleConfig:
         max_lost: largest fraction of true detections the cut may remove on the selection frames.
     """
 
-    height: int = 128
-    width: int = 256
+    height: int = 192
+    width: int = 384
     render_height: int = 256
     render_width: int = 512
     metric_height: int = 256
     metric_width: int = 512
     model_width: int = 16
     closed_steps: int = 1000
-    ood_steps: int = 400
+    ood_steps: int = 2400
     batch: int = 8
     lr: float = 2e-3
-    ood_lr: float = 5e-4
+    ood_lr: float = 1e-3
     lam: float = 0.9
     proxy_fraction: tuple[float, float] = (0.02, 0.2)
     closed_pool: int = 2400

@@ -19,6 +19,7 @@ label topic's namespace (or of the only camera).
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import math
@@ -342,8 +343,8 @@ class _LabelMetrics:
         if frame.result is None or frame.stamp_ns is None:
             return
         labels = self.labels.pop(frame.stamp_ns, None)
-        if labels is None:
-            self.pending[frame.stamp_ns] = frame.result
+        if labels is None:  # waits for its label without the metric-grid tensors (megabytes per frame)
+            self.pending[frame.stamp_ns] = dataclasses.replace(frame.result, analysis=None)
             self._bound(self.pending)
         else:
             self._score(frame.result, labels)

@@ -13,11 +13,12 @@ from meta_ood_perception.ros.params import camera_topics
 from meta_ood_perception.ros.processor import CameraProcessor
 
 BUNDLE = load_bundle("default")
-SIZE = (48, 64)
+SIZE = BUNDLE.metric_size  # in-graph heat maps are used when they come at the metric grid's size
 
 
 class Graph:
-    """A backend returning in-graph heat maps at the frame's size (as a GPU engine exported with --heatmaps)."""
+    """A backend returning in-graph heat maps at the metric grid's size (as a GPU engine exported with
+    --heatmaps at that size)."""
 
     name, description = "graph", "fake graph backend"
 
@@ -80,7 +81,8 @@ def test_a_graph_of_another_fixed_size_is_refused(tmp_path):
     export_onnx(model, path, num_classes=classes, height=64, width=96)
     from meta_ood_perception.backends import create_backend
 
-    with pytest.raises(BackendError, match="the bundle runs the network at 128×256"):
+    h, w = BUNDLE.input_size
+    with pytest.raises(BackendError, match=f"the bundle runs the network at {h}×{w}"):
         create_backend("onnxruntime", BUNDLE, model=str(path))
 
 
