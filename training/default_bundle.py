@@ -74,6 +74,7 @@ class DefaultBundleConfig:
     metric_height: int = 256
     metric_width: int = 512
     model_width: int = 16
+    output_stride: int = 16
     closed_steps: int = 1000
     ood_steps: int = 2400
     batch: int = 8
@@ -83,10 +84,10 @@ class DefaultBundleConfig:
     proxy_fraction: tuple[float, float] = (0.02, 0.2)
     closed_pool: int = 2400
     proxy_pool: int = 1600
-    metric_frames: int = 400
-    select_frames: int = 150
+    metric_frames: int = 2500
+    select_frames: int = 400
     eval_frames: int = 60
-    max_lost: float = 0.02
+    max_lost: float = 0.04
     mlp_epochs: int = 50
     seed: int = 2024
     eval_seed: int = 99_001
@@ -96,8 +97,12 @@ class DefaultBundleConfig:
 
     def spec(self) -> NetworkSpec:
         """The bundle's network description."""
-        return NetworkSpec(ARCHITECTURE, {"width": self.model_width}, CLASS_NAMES, (self.height, self.width),
+        return NetworkSpec(ARCHITECTURE, self.model_options(), CLASS_NAMES, (self.height, self.width),
                            (self.metric_height, self.metric_width))  # fmt: skip
+
+    def model_options(self) -> dict[str, int]:
+        """``build_model`` options of the light DeepLabv3+."""
+        return {"width": self.model_width, "output_stride": self.output_stride}
 
 
 def smoke_config() -> DefaultBundleConfig:
@@ -188,7 +193,7 @@ def train_closed_set(config: DefaultBundleConfig, pool: TrainingPool | None = No
     """Step 1: the light DeepLabv3+ trained with cross-entropy on closed-set street scenes; (model, losses)."""
     torch.manual_seed(config.seed)
     pool = pool or render_pool("closed", config.seed, config.closed_pool, config, "render closed-set frames")
-    model = build_model(ARCHITECTURE, len(CLASS_NAMES), width=config.model_width)
+    model = build_model(ARCHITECTURE, len(CLASS_NAMES), **config.model_options())
     rng = np.random.default_rng([config.seed, 1])
     losses = _train(
         model, config.closed_steps, config.lr, lambda step: pool.batch(rng, config.batch),

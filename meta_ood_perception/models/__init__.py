@@ -35,7 +35,7 @@ def build_model(name: str, num_classes: int = 19, **options: Any) -> nn.Module:
             (light model, ResNet-18 widths) or ``deeplabv3plus_light`` (ResNet-18 layout at half width, or
             ``width=`` as given).
         num_classes: output classes (19 Cityscapes train ids).
-        **options: ``width`` for the light models.
+        **options: ``width`` and ``output_stride`` (16 or 8) for the light models.
 
     Raises:
         ValueError: an unknown name or option.
@@ -47,11 +47,11 @@ def build_model(name: str, num_classes: int = 19, **options: Any) -> nn.Module:
             raise ValueError(f"deeplabv3plus_wrn38 takes no options, got {sorted(options)}")
         return DeepWV3Plus(num_classes)
     if name in ("deeplabv3plus_resnet18", "deeplabv3plus_light"):
-        unknown = set(options) - {"width"}
+        unknown = set(options) - {"width", "output_stride"}
         if unknown:
-            raise ValueError(f"{name} takes only 'width', got {sorted(unknown)}")
+            raise ValueError(f"{name} takes only 'width' and 'output_stride', got {sorted(unknown)}")
         width = int(options.get("width", 64 if name == "deeplabv3plus_resnet18" else 32))
-        return LightDeepLabV3Plus(num_classes, width)
+        return LightDeepLabV3Plus(num_classes, width, int(options.get("output_stride", 16)))
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
 
 

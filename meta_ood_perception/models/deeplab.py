@@ -94,11 +94,11 @@ class DeepWV3Plus(nn.Module):
 class BasicBlock(nn.Module):
     """ResNet basic block (post-activation): 3×3 conv-BN-ReLU, 3×3 conv-BN, shortcut, ReLU."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+    def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, dilation, dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.down: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
@@ -112,26 +112,34 @@ class BasicBlock(nn.Module):
 
 
 class LightDeepLabV3Plus(nn.Module):
-    """DeepLabv3+ with a ResNet-18-style backbone of base width ``width`` (64 = ResNet-18), output stride 16.
+    """DeepLabv3+ with a ResNet-18-style backbone of base width ``width`` (64 = ResNet-18), output stride 16 (ASPP
+    rates 6, 12, 18) or 8 (layer 3 at stride 1 and layers 3–4 dilated by 2, ASPP rates 12, 24, 36: 4× the deep
+    resolution for small objects, same parameters).
 
-    Decoder at ¼ resolution (standard DeepLabv3+), ASPP rates (6, 12, 18). Input (B, 3, H, W) normalized RGB with H
-    and W multiples of 16; output (B, num_classes, H, W) logits.
+    Decoder at ¼ resolution (standard DeepLabv3+). Input (B, 3, H, W) normalized RGB with H and W multiples of 16;
+    output (B, num_classes, H, W) logits.
     """
 
-    def __init__(self, num_classes: int = 19, width: int = 32) -> None:
+    def __init__(self, num_classes: int = 19, width: int = 32, output_stride: int = 16) -> None:
         super().__init__()
         if width < 4:
             raise ValueError(f"width must be at least 4, got {width}")
+        if output_stride not in (8, 16):
+            raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
         w = (width, 2 * width, 4 * width, 8 * width)
         self.stem = nn.Sequential(
             nn.Conv2d(3, w[0], 7, 2, 3, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
         )
         self.layer1 = nn.Sequential(BasicBlock(w[0], w[0]), BasicBlock(w[0], w[0]))
         self.layer2 = nn.Sequential(BasicBlock(w[0], w[1], 2), BasicBlock(w[1], w[1]))
-        self.layer3 = nn.Sequential(BasicBlock(w[1], w[2], 2), BasicBlock(w[2], w[2]))
-        self.layer4 = nn.Sequential(BasicBlock(w[2], w[3], 1), BasicBlock(w[3], w[3]))
+        dense = output_stride == 8  # layer3 keeps the resolution and dilates instead (same weights, same keys)
+        self.layer3 = nn.Sequential(
+            BasicBlock(w[1], w[2], 1 if dense else 2), BasicBlock(w[2], w[2], dilation=2 if dense else 1)
+        )
+        d4 = 2 if dense else 1
+        self.layer4 = nn.Sequential(BasicBlock(w[2], w[3], 1, dilation=d4), BasicBlock(w[3], w[3], dilation=d4))
         head = 4 * width
-        self.aspp = ASPP(w[3], head, (6, 12, 18))
+        self.aspp = ASPP(w[3], head, (12, 24, 36) if dense else (6, 12, 18))
         self.bot_aspp = _conv_bn_relu(5 * head, head, 1)
         self.bot_fine = _conv_bn_relu(w[0], width, 1)
         self.final = nn.Sequential(

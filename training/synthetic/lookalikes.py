@@ -140,12 +140,12 @@ def manhole(canvas: Canvas, cam: Camera, depth: float, lateral: float) -> None:
 
 
 def marking(canvas: Canvas, cam: Camera, depth: float, lateral: float) -> None:
-    """A painted arrow or a word (block letters) on the lane, white or yellow, partly worn."""
+    """A painted arrow or a word (block letters) on the lane in the lane marks' paint, partly worn."""
     h, rng = canvas.h, canvas.rng
-    paint = (235.0, 235.0, 228.0) if rng.random() < 0.75 else (225.0, 190.0, 70.0)
+    paint = shade(BASE[ROAD], 2.2) if rng.random() < 0.8 else (205.0, 175.0, 80.0)
     mask = _empty(canvas)
     if rng.random() < 0.6:  # arrow pointing ahead: shaft and head on the ground plane
-        half, length = rng.uniform(0.03, 0.05), rng.uniform(0.06, 0.12)
+        half, length = rng.uniform(0.012, 0.025), rng.uniform(0.06, 0.12)
         cv2.fillPoly(mask, [_pts(_ground_quad(cam, h, lateral - half, lateral + half, depth, depth + length))], 1.0)
         y = row_at_depth(cam, h, depth)
         head = [(road_x(cam, h, y, lateral - 3 * half), y), (road_x(cam, h, y, lateral + 3 * half), y),
@@ -153,7 +153,7 @@ def marking(canvas: Canvas, cam: Camera, depth: float, lateral: float) -> None:
         cv2.fillPoly(mask, [_pts(head)], 1.0)
     else:  # block letters across the lane
         letters = int(rng.integers(2, 5))
-        span = rng.uniform(0.3, 0.6)
+        span = rng.uniform(0.25, 0.45)
         u = lateral - span / 2
         for _ in range(letters):
             lw = span / letters * 0.7
@@ -163,22 +163,22 @@ def marking(canvas: Canvas, cam: Camera, depth: float, lateral: float) -> None:
             else:
                 for part in range(1 + kind):
                     d0 = depth + part * 0.04 / (1 + kind)
-                    cv2.fillPoly(mask, [_pts(_ground_quad(cam, h, u, u + lw, d0, d0 + 0.01))], 1.0)
+                    cv2.fillPoly(mask, [_pts(_ground_quad(cam, h, u, u + lw, d0, d0 + 0.006))], 1.0)
             u += span / letters
     worn = np.clip(0.75 + 0.4 * smooth_noise(rng, canvas.h, canvas.w, 3.0), 0.0, 1.0)
     _tint(canvas, mask * worn, shade(paint, float(rng.uniform(0.7, 0.95))))
 
 
 def leaves(canvas: Canvas, cam: Camera, depth: float, lateral: float) -> None:
-    """A drift of small fallen leaves (brown, ochre, dull green)."""
+    """Wet fallen leaves scattered over the asphalt (dark brown, ochre, olive), a few at a time."""
     h, w, rng = canvas.h, canvas.w, canvas.rng
     y = row_at_depth(cam, h, depth)
     s = depth_scale(cam, h, y)
     x = road_x(cam, h, y, lateral)
-    spread = rng.uniform(0.03, 0.1) * w * s + 2
-    for _ in range(int(rng.integers(6, 30))):
-        c = ((120, 80, 40), (160, 110, 40), (110, 100, 50), (90, 60, 35))[rng.integers(0, 4)]
-        r = max(0.004 * w * s * rng.uniform(0.6, 1.6), 0.7)
+    spread = rng.uniform(0.06, 0.2) * w * s + 2
+    for _ in range(int(rng.integers(4, 16))):
+        c = ((85, 65, 45), (105, 80, 45), (80, 75, 50), (70, 55, 40))[rng.integers(0, 4)]
+        r = max(0.004 * w * s * rng.uniform(0.5, 1.2), 0.7)
         mask = _empty(canvas)
         cv2.ellipse(
             mask,
