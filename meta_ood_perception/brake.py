@@ -151,14 +151,17 @@ class BrakeHintPolicy:
         road: npt.NDArray[np.bool_] | None = None,
         *,
         areas: npt.NDArray[np.int64] | None = None,
+        kept: npt.NDArray[np.bool_] | None = None,
     ) -> BrakeHint:
         """Advance one frame.
 
         Args:
-            labels: (H, W) integer component labels at native resolution, 0 = background, k = component k.
+            labels: (H, W) integer component labels (the pipeline's metric grid), 0 = background, k = component k.
             p_false_positive: (n,) meta-classifier P(false positive) of components 1..n.
             road: (H, W) bool predicted road, used when ``config.use_road``.
             areas: (n,) corridor pixels per component if the caller already has :meth:`corridor_areas`.
+            kept: (n,) bool, the components the pipeline's meta-classifier cut keeps (default: all); removed ones
+                never count.
         """
         p_fp = np.asarray(p_false_positive, dtype=np.float64).reshape(-1)
         if labels.ndim != 2:
@@ -171,7 +174,11 @@ class BrakeHintPolicy:
         elif areas.shape != p_fp.shape:
             raise ValueError(f"brake policy: {areas.shape[0]} corridor areas for {p_fp.shape[0]} components")
         in_corridor = areas >= cfg.min_area_px
-        qualifies = in_corridor & (p_fp < cfg.max_p_false_positive)  # as the pipeline's mask: P(FP) < max
+        if kept is None:
+            kept = np.ones(p_fp.shape, bool)
+        elif kept.shape != p_fp.shape:
+            raise ValueError(f"brake policy: {kept.shape[0]} keep flags for {p_fp.shape[0]} components")
+        qualifies = in_corridor & kept & (p_fp < cfg.max_p_false_positive)
         ids = tuple(int(i) + 1 for i in np.flatnonzero(qualifies))
         confidence = (1.0 - p_fp) * np.minimum(1.0, areas / cfg.full_risk_area_px)
         frame_conf = float(confidence[qualifies].max()) if qualifies.any() else 0.0

@@ -214,8 +214,7 @@ def load_bundle(path: str | Path) -> Bundle:
     cut = manifest["max_p_false_positive"]
     if not _number(cut) or not 0.0 < float(cut) <= 1.0:
         raise BundleError(f"{manifest_path}: max_p_false_positive must lie in (0, 1], got {cut!r}")
-    if manifest["meta_training"] is not None and not isinstance(manifest["meta_training"], dict):
-        raise BundleError(f"{manifest_path}: meta_training must be an object or null")
+    _check_regime(manifest["meta_training"], manifest_path)
     expected_features = feature_names(len(names))
     if manifest["feature_names"] != expected_features:
         raise BundleError(
@@ -249,6 +248,21 @@ def load_bundle(path: str | Path) -> Bundle:
     except MetaClassifierError as err:
         raise BundleError(f"{manifest_path}: meta classifier: {err}") from err
     return Bundle(root, manifest, meta)
+
+
+def _check_regime(regime: Any, manifest_path: Path) -> None:
+    """``meta_training``: null, or an object whose threshold / metric_size / aspect_ratio (each optional) are valid."""
+    if regime is None:
+        return
+    if not isinstance(regime, dict):
+        raise BundleError(f"{manifest_path}: meta_training must be an object or null")
+    size = regime.get("metric_size")
+    if "metric_size" in regime and not (isinstance(size, list) and len(size) == 2 and all(map(_positive_int, size))):
+        raise BundleError(f"{manifest_path}: meta_training.metric_size must be [height, width], got {size!r}")
+    for key, low in (("threshold", 0.0), ("aspect_ratio", 1e-9)):
+        value = regime.get(key)
+        if key in regime and not (isinstance(value, int | float) and _number(value) and value >= low):
+            raise BundleError(f"{manifest_path}: meta_training.{key} must be a number >= {low:g}, got {value!r}")
 
 
 def _number(value: Any) -> bool:

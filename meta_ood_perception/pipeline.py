@@ -80,6 +80,13 @@ class PipelineConfig:
         if self.region not in REGIONS:
             raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
 
+    def check_classes(self, class_names: list[str]) -> None:
+        """Raise ``ValueError`` when ``road_class`` is needed (region ``road`` or ``brake.use_road``) but is not one
+        of ``class_names``."""
+        if (self.region == "road" or self.brake.use_road) and self.road_class not in class_names:
+            raise ValueError(f"road_class {self.road_class!r} is not one of the bundle's classes "
+                             f"({', '.join(class_names)}); needed by region 'road' and brake.use_road")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class ComponentInfo:
@@ -210,10 +217,7 @@ class AnomalyPipeline:
             ValueError: ``config.road_class`` is not a class of the bundle while region ``road`` or
                 ``brake.use_road`` needs it (nothing is changed then).
         """
-        needs_road = config.region == "road" or config.brake.use_road
-        if needs_road and config.road_class not in self.bundle.class_names:
-            raise ValueError(f"road_class {config.road_class!r} is not one of the bundle's classes (needed by region "
-                             "'road' and brake.use_road)")  # fmt: skip
+        config.check_classes(self.bundle.class_names)
         self.config = config
         self.threshold = self.bundle.threshold if config.threshold is None else config.threshold
         cut = config.max_p_false_positive
@@ -352,6 +356,8 @@ class AnomalyPipeline:
             target = np.asarray(target)
             if target.shape != frame.shape[:2]:
                 raise ValueError(f"target has shape {target.shape}, the frame {frame.shape[:2]}")
+            if target.dtype.kind not in "ui" or (target.size and (target.min() < 0 or target.max() > 255)):
+                raise ValueError("target must hold integer labels in 0..255 (ood_label, void_label, classes)")
         batch = self.preprocess(frame)
         clock.lap("preprocess")
         outputs = self.backend.run(batch)
@@ -393,8 +399,7 @@ class AnomalyPipeline:
             road = np.argmax(analysis.probs, axis=0) == self.road_index
         pixel_area = None if mapping.identity else mapping.pixel_area()
         corridor = self.brake_policy.corridor_areas(labels, n, road, pixel_area)
-        # the brake only counts components the mask keeps (removed ones enter with P(FP) = 1)
-        hint = self.brake_policy.update(labels, np.where(kept, p_fp, 1.0), road, areas=corridor)
+        hint = self.brake_policy.update(labels, p_fp, road, areas=corridor, kept=kept)  # removed ones never count
         clock.lap("brake")
         frame_labels = mapping.to_frame_labels(labels)
         kept_mask = np.concatenate([np.zeros(1, np.uint8), kept.astype(np.uint8)])[frame_labels]

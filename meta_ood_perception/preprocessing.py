@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 #: Largest frame side accepted (pixels): bigger "images" are corrupt headers, not cameras.
 MAX_SIDE = 16_384
-#: Largest frame, pixels (8K UHD is 33 M): its per-class probabilities at native resolution already take ~2.7 GB.
+#: Largest frame, pixels (8K UHD is 33 M): decoding, copying and resizing bigger "frames" costs seconds and gigabytes.
 MAX_PIXELS = 36_000_000
 
 
@@ -95,7 +95,8 @@ def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 def logits_to_probs(logits: npt.NDArray[np.float32], size: tuple[int, int]) -> npt.NDArray[np.float32]:
-    """(C, h, w) logits → (C, H, W) float32 probabilities at native ``size``; non-finite logits raise ValueError."""
+    """(C, h, w) logits → (C, H, W) float32 probabilities at ``size`` (the pipeline's metric grid); non-finite logits
+    raise ValueError."""
     if not np.isfinite(logits).all():
         bad = int((~np.isfinite(logits)).sum())
         raise ValueError(f"network output holds {bad} non-finite logits (NaN / inf)")

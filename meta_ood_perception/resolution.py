@@ -2,7 +2,7 @@
 
 Score, OoD mask, components, their 75 metrics, the meta classifier and the brake hint all run at the bundle's
 *metric resolution* (h, w), whatever the camera size, so that the meta classifier sees the same features for the
-same scene (see ``docs/DESIGN.md`` in the README). :class:`FrameMapping` carries results between the two grids:
+same scene (README, "The per-frame pipeline"). :class:`FrameMapping` carries results between the two grids:
 
 * frame → metric (ground truth): nearest neighbour, sampling each metric pixel at its centre;
 * metric → frame (component labels, kept mask): nearest neighbour, the inverse rule, so every frame pixel takes the
@@ -23,9 +23,9 @@ from scipy import ndimage
 
 def nearest_indices(src: int, dst: int) -> npt.NDArray[np.intp]:
     """(dst,) source index of each destination pixel for a nearest-neighbour resize of ``src`` → ``dst`` pixels
-    (pixel-centre rule: destination i samples source ⌊(i + ½) · src / dst⌋)."""
-    idx = ((np.arange(dst, dtype=np.float64) + 0.5) * (src / dst)).astype(np.intp)
-    return np.minimum(idx, src - 1)
+    (pixel-centre rule: destination i samples source ⌊(i + ½) · src / dst⌋, in exact integer arithmetic)."""
+    i = np.arange(dst, dtype=np.int64)
+    return np.minimum(((2 * i + 1) * src) // (2 * dst), src - 1).astype(np.intp)
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ class FrameMapping:
         Returns:
             bboxes: n × (x_min, y_min, x_max, y_max), inclusive frame pixel coordinates (a component that maps to
                 no frame pixel, possible only when the frame is smaller than the grid, gets (−1, −1, −1, −1));
-            areas: (n,) int64 frame pixels of each component;
-            centroids: (n, 2) float64 mean (x, y) frame coordinates (NaN for a component without frame pixels).
+            areas: (n,) int64 frame pixels of each component (0 for such a component);
+            centroids: (n, 2) float64 mean (x, y) frame coordinates ((−1, −1) for such a component).
         """
         if n == 0:
             return [], np.zeros(0, np.int64), np.zeros((0, 2))
@@ -111,8 +111,11 @@ class FrameMapping:
         areas = np.bincount(flat, weights=area_w, minlength=n + 1)[1 : n + 1]
         ys = np.bincount(flat, weights=y_w, minlength=n + 1)[1 : n + 1]
         xs = np.bincount(flat, weights=x_w, minlength=n + 1)[1 : n + 1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            centroids = np.stack([xs / areas, ys / areas], axis=1)
+        visible = areas > 0
+        safe = np.where(visible, areas, 1.0)
+        centroids = np.where(visible[:, None], np.stack([xs / safe, ys / safe], axis=1), -1.0)
+        if not (self.row_counts.all() and self.col_counts.all()):
+            labels = np.where(self.pixel_area() > 0, labels, 0)  # grid pixels no frame pixel maps to: not in a box
         bboxes = []
         for sl in ndimage.find_objects(labels, max_label=n):
             if sl is None:

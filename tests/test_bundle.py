@@ -63,6 +63,11 @@ def _edit(path, **changes):
         (lambda p: _edit(p, max_p_false_positive=0.0), r"max_p_false_positive must lie in \(0, 1\]"),
         (lambda p: _edit(p, max_p_false_positive=True), "max_p_false_positive"),
         (lambda p: _edit(p, meta_training="yes"), "meta_training must be an object"),
+        (
+            lambda p: _edit(p, meta_training={"metric_size": [64]}),
+            r"meta_training.metric_size must be \[height, width\]",
+        ),
+        (lambda p: _edit(p, meta_training={"aspect_ratio": None}), "meta_training.aspect_ratio must be a number"),
         (lambda p: _edit(p, meta_classifier=3), "meta_classifier must be a file name or null"),
         (lambda p: _edit(p, class_names=["a", "b"]), "feature_names differ"),
         (lambda p: _edit(p, meta_classifier="../elsewhere.json"), "points outside the bundle directory"),

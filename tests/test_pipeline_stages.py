@@ -62,7 +62,7 @@ def _size_meta(cut_px: float):
     return mc.logistic(FEATURE_NAMES, mean=np.zeros(75), scale=np.ones(75), coef=coef * 10, intercept=-10 * cut_px)
 
 
-@pytest.mark.parametrize("frame", [(64, 128), (128, 256), (96, 200), (20, 40)])
+@pytest.mark.parametrize("frame", [(64, 128), (128, 256), (96, 200), (20, 40), (7, 9), (1, 1)])
 def test_components_live_on_the_metric_grid_whatever_the_camera_size(tmp_path, frame):
     bundle = _bundle(tmp_path / "b", meta=_size_meta(30.0))
     logits = _logits([(4, 8, 4, 10), (20, 28, 30, 50)])  # 24 px (kept) and 160 px (removed) on the grid
@@ -78,6 +78,8 @@ def test_components_live_on_the_metric_grid_whatever_the_camera_size(tmp_path, f
             ys, xs = np.nonzero(pixels)
             assert c.bbox == (xs.min(), ys.min(), xs.max(), ys.max())
             assert c.centroid == pytest.approx((xs.mean(), ys.mean()))
+        else:  # a frame smaller than the grid can miss a component altogether
+            assert c.bbox == (-1, -1, -1, -1) and c.centroid == (-1.0, -1.0)
         assert (result.mask[pixels] == int(c.kept)).all()
     reference = AnomalyPipeline(bundle, FixedBackend(logits), PipelineConfig(region="frame"))
     same = reference.process(np.zeros((*METRIC, 3), np.uint8))
@@ -163,6 +165,8 @@ def test_target_restricts_components_and_gives_their_targets(tmp_path):
     assert analysis.table.iou0 is not None and analysis.table.iou0.tolist() == [0.0, 1.0]
     with pytest.raises(ValueError, match="target has shape"):
         pipeline.analyze(np.zeros((64, 128, 3), np.uint8), target[:10])
+    with pytest.raises(ValueError, match=r"integer labels in 0\.\.255"):
+        pipeline.analyze(np.zeros((64, 128, 3), np.uint8), target.astype(np.int32) - 1)
 
 
 class _Frames:

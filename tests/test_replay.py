@@ -90,6 +90,11 @@ def test_replay_writes_mcap_outputs_with_input_stamps_and_metrics(drive_bag, tmp
         assert 0 <= q["p50"] <= q["p95"] <= q["p99"]
     assert summary["labels"]["frames"] == 12 and summary["labels"]["pixel"]["auroc"] > 0.9
     assert 0 <= summary["labels"]["components"]["mean_F1"] <= 1
+    counts = summary["labels"]["meta_classifier"]  # the published components against the labels
+    per_frame = sum(f["components"] for f in summary["frames"])
+    assert counts["components"] == counts["true_detections"] + counts["false_positives_before"] <= per_frame
+    assert counts["true_detections"] > 0 and 0 <= counts["true_detections_lost"] <= counts["true_detections"]
+    assert counts["false_positives_after"] <= counts["false_positives_before"]
     assert summary["video"]["frames"] == 12 and (tmp_path / "v.mp4").stat().st_size > 0
     assert json.loads(summary_path.read_text())["frames_processed"] == 12
     stamps = [f["stamp_ns"] for f in summary["frames"]]

@@ -136,6 +136,9 @@ def test_parameter_file_matches_schema_parameters_and_defaults():
         ({"brake": {"corridor": [0.1, 0.2, 0.3]}}, "corridor"),
         ({"brake": {"persistence_k": 4}}, "persistence"),  # k > n: a cross-field rule JSON Schema cannot state
         ({"max_p_false_positive": 0.0}, "max_p_false_positive"),
+        ({"max_p_false_positive": -0.5}, "max_p_false_positive"),
+        ({"max_p_false_positive": 1.5}, "max_p_false_positive"),
+        ({"region": "lane"}, "region"),
         ({"bogus": 1}, "unknown parameter"),
         ({"publish_score": "yes"}, "publish_score"),
     ],

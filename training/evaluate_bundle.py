@@ -99,7 +99,8 @@ def component_counts(collector: ComponentCollector) -> dict[str, Any]:
 def meta_report(
     collector: ComponentCollector, pipeline: AnomalyPipeline, plots_dir: str | Path | None = None
 ) -> dict[str, Any]:
-    """AUROC / AUPRC / accuracy of the pipeline's P(false positive) against the components' targets."""
+    """AUROC / AUPRC of the pipeline's P(false positive) against the components' targets, and the accuracy of its
+    keep/remove decisions at the pipeline's cut."""
     data, proba = collector.dataset(), collector.p_false_positive
     meta: dict[str, Any] = {"n": data.n, "n_false_positives": int(data.y.sum()), "auroc": None, "auprc": None,
                             "max_p_false_positive": pipeline.max_p_false_positive}  # fmt: skip
@@ -109,7 +110,8 @@ def meta_report(
         kind = "false positives" if data.n and data.y[0] else "true detections"
         meta["note"] = f"AUROC / AUPRC need both classes; all {data.n} components are {kind}"
     else:
-        meta["auroc"], meta["auprc"], meta["accuracy"] = scores(data.y, proba)
+        meta["auroc"], meta["auprc"], _ = scores(data.y, proba)
+        meta["accuracy"] = float(((~collector.kept).astype(np.int64) == data.y).mean())  # at the pipeline's cut
         if plots_dir is not None:
             from .meta_report import plot_roc_pr
 

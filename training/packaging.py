@@ -79,8 +79,12 @@ class DeployedPipeline:
 
     def __enter__(self) -> AnomalyPipeline:
         self._tmp = tempfile.TemporaryDirectory(prefix="meta_ood_bundle_")
-        bundle = package(self.model, self._tmp.name, self.spec)
-        return AnomalyPipeline.from_bundle(bundle, backend="onnxruntime", config=self.config, threads=2)
+        try:
+            bundle = package(self.model, self._tmp.name, self.spec)
+            return AnomalyPipeline.from_bundle(bundle, backend="onnxruntime", config=self.config, threads=2)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         if self._tmp is not None:

@@ -312,11 +312,12 @@ def run_results(out_dir: str | Path, config: ResultsConfig | None = None) -> dic
                                                 figures)]  # fmt: skip
     plot_lars_path(lars.coefs, data.names, lars.order, figures / "lars_path.png")
     plot_incremental(incremental, figures / "incremental.png")
-    _plot_histograms(table3["common"], figures / "score_histograms.png")
+    _plot_histograms(table3["common"], figures / "score_histograms.png", config.train.spec().threshold)
     _plot_qualitative(inputs["panel"], figures / "qualitative.png")
     figure_names += ["lars_path.png", "incremental.png", "qualitative.png", "score_histograms.png"]
     results: dict[str, Any] = {
         "config": asdict(config),
+        "threshold": config.train.spec().threshold,
         "table3": {f: {k: v for k, v in t.items() if not k.startswith("hist")} for f, t in table3.items()},
         "table2": table2,
         "worlds": inputs["worlds"],
@@ -332,7 +333,7 @@ def run_results(out_dir: str | Path, config: ResultsConfig | None = None) -> dic
     return results
 
 
-def _plot_histograms(table: dict[str, Any], path: Path) -> None:
+def _plot_histograms(table: dict[str, Any], path: Path, threshold: float) -> None:
     names = list(VARIANTS)
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), sharey=True)
     centers = (np.arange(SCORE_BINS) + 0.5) / SCORE_BINS
@@ -341,7 +342,7 @@ def _plot_histograms(table: dict[str, Any], path: Path) -> None:
             coarse = np.asarray(hist, np.float64).reshape(100, -1).sum(axis=1)
             ax.bar(centers.reshape(100, -1).mean(axis=1), coarse / max(coarse.sum(), 1), width=0.01, alpha=0.6,
                    label=label)  # fmt: skip
-        ax.axvline(0.7, color="k", ls="--", lw=0.8)
+        ax.axvline(threshold, color="k", ls="--", lw=0.8)
         ax.set(title=name, xlabel="anomaly score a", yscale="log")
     np.atleast_1d(axes)[0].set_ylabel("pixel fraction")
     np.atleast_1d(axes)[0].legend(fontsize=7)
@@ -393,7 +394,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "this run's numbers by the generator). Every number comes from the deployed pipeline: each network is "
         "packaged as a bundle and run through `AnomalyPipeline` with ONNX Runtime (network at "
         f"{train['height']}×{train['width']}, score and components on the {train['metric_height']}×"
-        f"{train['metric_width']} metric grid, components inside the labelled region, t = 0.7). Light DeepLabv3+ "
+        f"{train['metric_width']} metric grid, components inside the labelled region, t = {results['threshold']}). "
+        "Light DeepLabv3+ "
         f"width {train['model_width']}, {train['closed_steps']} closed-set steps, {train['ood_steps']} "
         f"entropy-maximization steps (λ = {train['lam']}), training seeds {', '.join(map(str, cfg['seeds']))}; "
         f"evaluation on {cfg['eval_frames']} hazard frames at {train['render_height']}×{train['render_width']} per "

@@ -244,9 +244,10 @@ def make_node_class() -> type:
                 updated[p.name] = p.value
             try:
                 config = NodeConfig.from_params(_plain(updated))
-                if config.pipeline.road_class not in self.bundle.class_names:
-                    raise ValueError(f"parameter road_class: {config.pipeline.road_class!r} is not a class of the "
-                                     f"bundle ({', '.join(self.bundle.class_names)})")  # fmt: skip
+                try:
+                    config.pipeline.check_classes(self.bundle.class_names)
+                except ValueError as err:
+                    raise ValueError(f"parameter {err}") from None
             except ValueError as err:
                 self.get_logger().warning(f"rejected parameter change: {err}")
                 return SetParametersResult(successful=False, reason=str(err))

@@ -10,6 +10,7 @@ and keeps per-stage latencies for ``/diagnostics`` and the replay summary.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -102,7 +103,8 @@ class CameraProcessor:
             return self._reject(header, stamp, None, f"bad frame: {first_line(err)}", "input", reset=False)
         t1 = time.perf_counter()
         try:
-            result = self.pipeline.process(image)
+            # the metric-grid tensors (megabytes) are for offline consumers: not kept past this frame
+            result = dataclasses.replace(self.pipeline.process(image), analysis=None)
         except ValueError as err:
             kind = "fault" if isinstance(err, BackendError) or "network output" in str(err) else "input"
             return self._reject(header, stamp, image, first_line(err), kind, reset=kind == "fault")

@@ -19,7 +19,6 @@ label topic's namespace (or of the only camera).
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import logging
 import math
@@ -38,7 +37,7 @@ import numpy.typing as npt
 
 from ..bundle import load_bundle
 from ..evaluation import PixelMetricsAccumulator
-from ..pipeline import AnomalyPipeline, FrameResult
+from ..pipeline import AnomalyPipeline, ComponentInfo
 from ..reports import first_line, write_json
 from ..smiyc import SegmentMetricsAccumulator, frame_segments
 from . import conversions as cv
@@ -310,6 +309,16 @@ class _Video:
             self.writer.release()
 
 
+@dataclass(frozen=True)
+class _Scored:
+    """What label metrics need of one processed frame: (H, W) score and kept mask, component ids, components."""
+
+    score: npt.NDArray[np.float32]
+    mask: npt.NDArray[np.uint8]
+    labels: npt.NDArray[np.integer[Any]]
+    components: tuple[ComponentInfo, ...]
+
+
 class _LabelMetrics:
     """Pixel and component metrics over frames whose stamp has a label message."""
 
@@ -318,7 +327,7 @@ class _LabelMetrics:
         self.pixel = PixelMetricsAccumulator(quantum=1e-5)  # fixed memory however long the bag
         self.segments = SegmentMetricsAccumulator()
         self.labels: dict[int, npt.NDArray[np.uint8]] = {}
-        self.pending: dict[int, FrameResult] = {}
+        self.pending: dict[int, _Scored] = {}
         self.counts = {"components": 0, "true_detections": 0, "true_detections_lost": 0,
                        "false_positives_before": 0, "false_positives_after": 0}  # fmt: skip
         self.unmatched = 0
@@ -343,11 +352,15 @@ class _LabelMetrics:
         if frame.result is None or frame.stamp_ns is None:
             return
         labels = self.labels.pop(frame.stamp_ns, None)
-        if labels is None:  # waits for its label without the metric-grid tensors (megabytes per frame)
-            self.pending[frame.stamp_ns] = dataclasses.replace(frame.result, analysis=None)
+        result = frame.result
+        # component ids as uint16 when they fit: a frame waiting for its label costs 5 bytes per pixel, not 9
+        ids = result.labels.astype(np.uint16) if len(result.components) < 2**16 else result.labels
+        scored = _Scored(result.score, result.mask, ids, result.components)
+        if labels is None:
+            self.pending[frame.stamp_ns] = scored
             self._bound(self.pending)
         else:
-            self._score(frame.result, labels)
+            self._score(scored, labels)
 
     def _bound(self, waiting: dict[int, Any]) -> None:
         """Forget the oldest entries beyond ``keep`` (sparse labels must not hold every frame in memory)."""
@@ -355,7 +368,7 @@ class _LabelMetrics:
             del waiting[min(waiting)]
             self.unmatched += 1
 
-    def _score(self, result: FrameResult, labels: npt.NDArray[np.uint8]) -> None:
+    def _score(self, result: _Scored, labels: npt.NDArray[np.uint8]) -> None:
         if labels.shape != result.score.shape:
             self.bad_labels += 1
             LOG.warning("replay: label image %s does not match the frame %s; skipped", labels.shape,
@@ -366,10 +379,14 @@ class _LabelMetrics:
             frame_segments(result.mask.astype(bool), labels, min_pred_size=self.options.min_pred_size,
                            min_gt_size=self.options.min_gt_size)
         )  # fmt: skip
-        # components as the node published them: true when they touch a labelled hazard pixel
+        # components as the node published them, inside the labelled region (as evaluate counts them): true when
+        # they touch a labelled hazard pixel
         hits = set(np.unique(result.labels[labels == 1]).tolist()) - {0}
+        labelled = set(np.unique(result.labels[labels != 255]).tolist()) - {0}
         c = self.counts
         for comp in result.components:
+            if comp.id not in labelled:
+                continue
             c["components"] += 1
             if comp.id in hits:
                 c["true_detections"] += 1

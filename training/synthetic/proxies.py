@@ -42,8 +42,8 @@ def content(rng: np.random.Generator, h: int, w: int, street: FloatImage | None 
         piece = street[y0 : y0 + ph, x0 : x0 + pw]
         if rng.random() < 0.5:
             piece = piece[::-1]
-        piece = cv2.resize(np.ascontiguousarray(piece), (w, h), interpolation=cv2.INTER_LINEAR)
-        return np.asarray(piece * float(rng.uniform(0.7, 1.3)), np.float32)
+        scaled = cv2.resize(np.ascontiguousarray(piece), (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.asarray(scaled * float(rng.uniform(0.7, 1.3)), np.float32)
     if kind in ("street", "flat"):
         return np.asarray(np.broadcast_to(_random_color(rng), (h, w, 3)) + rng.normal(0, 3, (h, w, 1)), np.float32)
     if kind == "faces":  # flat regions split by random lines, like the faces of a solid
