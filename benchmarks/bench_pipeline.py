@@ -6,7 +6,8 @@
    cameras of 256×512, 512×1024 and 1024×2048: the network runs at the bundle's input size and score, components,
    metrics, meta classifier and brake on the bundle's metric grid, so only pre-processing and the final mapping to
    the frame grow with the camera.
-3. Post-processing — anomaly score, components + 75 metrics, meta classifier, brake hint, mapping to the frame —
+3. Post-processing — anomaly score, components + 75 metrics, meta classifier, domain monitor, brake hint, mapping
+   to the frame —
    against one ``np.log`` pass over the (C, h, w) probabilities of the metric grid, measured in the same run
    (target ≤ 4×).
 
@@ -15,7 +16,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import median_ms
+from timing import bench_args, median_ms
 
 from meta_ood_perception.backends import create_backend
 from meta_ood_perception.bundle import load_bundle
@@ -37,7 +37,7 @@ from meta_ood_perception.preprocessing import logits_to_probs, to_network_input
 from meta_ood_training.synthetic import drive
 
 LOG = logging.getLogger("bench_pipeline")
-POST = ("score", "components", "meta", "brake", "output")
+POST = ("score", "components", "meta", "domain", "brake", "output")
 
 
 def bench_backends(repeats: int) -> dict[str, Any]:
@@ -89,11 +89,7 @@ def bench_stages(size: tuple[int, int], repeats: int, backend: str = "onnxruntim
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--json", default=None, help="write the figures as JSON here")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = bench_args(__doc__.splitlines()[0])
     backends = bench_backends(args.repeats)
     LOG.info("inference at %s: torch %.1f ms, onnxruntime %.1f ms -> ONNX Runtime %.2f× faster (target >= 1.5×)",
              backends["input"], backends["torch"]["ms"], backends["onnxruntime"]["ms"],

@@ -14,7 +14,10 @@ The *metric resolution* (``metrics.height`` × ``metrics.width``) is where the s
 their 75 metrics, the meta classifier and the brake hint are computed, whatever the camera size: the meta
 classifier's features (sizes in pixels, positions) mean the same on every camera. ``meta_training`` records the
 regime the meta classifier was trained in (threshold, metric resolution, frame aspect ratio, data); the pipeline
-warns once when it is used outside it.
+warns once when it is used outside it. ``domain`` (optional; null or absent = the domain monitor is off) holds the
+statistics of in-domain frames the domain monitor compares each frame with (:mod:`.domain`), and which frames they
+were; it is not covered by a checksum (``bundle.json`` itself is not), so a bundle can be calibrated after it was
+written (``meta_ood_training.domain_calibration.calibrate_bundle``).
 
 ``load_bundle(path)`` validates everything before use and names the first problem; nothing is unpickled.
 ``load_bundle("default")`` is the embedded default bundle shipped in the wheel (meta_ood_perception/data).
@@ -23,14 +26,17 @@ warns once when it is used outside it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .domain import DomainCalibration
 from .meta_classifier import MetaClassifier, MetaClassifierError, load_meta_classifier, sha256_file
 from .metrics import feature_names
+from .reports import first_line
 from .scores import DEFAULT_THRESHOLD
 
 SCHEMA_VERSION = 2
@@ -39,6 +45,9 @@ DEFAULT_MAX_P_FALSE_POSITIVE = 0.5
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "data" / "default_bundle"
 MANIFEST = "bundle.json"
 META_CLASSIFIER_FILE = "meta_classifier.json"
+LOG = logging.getLogger(__name__)
+#: Bundle directories already warned about (no domain calibration): the warning comes once per process.
+_WARNED_NO_DOMAIN: set[Path] = set()
 
 
 class BundleError(ValueError):
@@ -54,11 +63,13 @@ class Bundle:
         manifest: the parsed ``bundle.json``.
         meta_classifier: the loaded meta classifier (its feature names equal :attr:`feature_names`), or None for
             a bundle that keeps every component.
+        domain: the domain monitor's calibration (``bundle.json`` ``domain``), or None: the monitor is off.
     """
 
     root: Path
     manifest: dict[str, Any]
     meta_classifier: MetaClassifier | None
+    domain: DomainCalibration | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -238,8 +249,12 @@ def load_bundle(path: str | Path) -> Bundle:
             raise BundleError(f"{manifest_path}: model file for {role!r} missing: {file}")
         if name not in checksums:
             raise BundleError(f"{manifest_path}: model file {name!r} has no checksum")
+    domain = _domain(manifest.get("domain"), manifest_path)
+    if domain is None and root.resolve() not in _WARNED_NO_DOMAIN:
+        _WARNED_NO_DOMAIN.add(root.resolve())
+        LOG.warning("bundle %s has no domain calibration ('domain' in bundle.json): its domain monitor is off", root)
     if manifest["meta_classifier"] is None:
-        return Bundle(root, manifest, None)
+        return Bundle(root, manifest, None, domain)
     if not isinstance(manifest["meta_classifier"], str):
         raise BundleError(f"{manifest_path}: meta_classifier must be a file name or null")
     meta_path = _inside(root, manifest["meta_classifier"], "meta_classifier")
@@ -247,18 +262,30 @@ def load_bundle(path: str | Path) -> Bundle:
         meta = load_meta_classifier(meta_path, expected_names=expected_features)
     except MetaClassifierError as err:
         raise BundleError(f"{manifest_path}: meta classifier: {err}") from err
-    return Bundle(root, manifest, meta)
+    return Bundle(root, manifest, meta, domain)
+
+
+def _domain(value: Any, manifest_path: Path) -> DomainCalibration | None:
+    """``domain``: absent or null (monitor off), or a valid :class:`~.domain.DomainCalibration` object."""
+    if value is None:
+        return None
+    try:
+        return DomainCalibration.from_dict(value)
+    except (ValueError, TypeError) as err:
+        raise BundleError(f"{manifest_path}: domain: {first_line(err)}") from None
 
 
 def _check_regime(regime: Any, manifest_path: Path) -> None:
-    """``meta_training``: null, or an object whose threshold / metric_size / aspect_ratio (each optional) are valid."""
+    """``meta_training``: null, or an object whose threshold / metric_size / input_size / aspect_ratio (each
+    optional) are valid."""
     if regime is None:
         return
     if not isinstance(regime, dict):
         raise BundleError(f"{manifest_path}: meta_training must be an object or null")
-    size = regime.get("metric_size")
-    if "metric_size" in regime and not (isinstance(size, list) and len(size) == 2 and all(map(_positive_int, size))):
-        raise BundleError(f"{manifest_path}: meta_training.metric_size must be [height, width], got {size!r}")
+    for key in ("metric_size", "input_size"):
+        size = regime.get(key)
+        if key in regime and not (isinstance(size, list) and len(size) == 2 and all(map(_positive_int, size))):
+            raise BundleError(f"{manifest_path}: meta_training.{key} must be [height, width], got {size!r}")
     for key, low in (("threshold", 0.0), ("aspect_ratio", 1e-9)):
         value = regime.get(key)
         if key in regime and not (isinstance(value, int | float) and _number(value) and value >= low):
@@ -290,6 +317,7 @@ def write_bundle(
     model_options: dict[str, Any] | None = None,
     extra_model_files: dict[str, str] | None = None,
     metadata: dict[str, Any] | None = None,
+    domain: DomainCalibration | dict[str, Any] | None = None,
 ) -> Bundle:
     """Write a bundle (torch state dict as safetensors, meta classifier, manifest) and return it loaded.
 
@@ -297,7 +325,8 @@ def write_bundle(
     that keeps every component; ``meta_training`` records the classifier's training regime (see the module
     docstring). ``extra_model_files`` names further model files already in ``out_dir`` by role (e.g.
     ``{"onnx": "model.onnx"}``); they are checksummed like the rest. Files of an earlier meta classifier are
-    removed when the bundle has none.
+    removed when the bundle has none. ``domain`` is the domain monitor's calibration (a
+    :class:`~.domain.DomainCalibration` or its :meth:`~.domain.DomainCalibration.to_dict`; None = monitor off).
     """
     from safetensors.torch import save_file
 
@@ -344,5 +373,7 @@ def write_bundle(
         "checksums": {name: sha256_file(out / name) for name in files},
         "metadata": dict(metadata or {}),
     }
+    if domain is not None:
+        manifest["domain"] = domain.to_dict() if isinstance(domain, DomainCalibration) else dict(domain)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return load_bundle(out)

@@ -76,8 +76,12 @@ def cmd_meta_train(args: argparse.Namespace) -> None:
     from meta_ood_training.meta_train import train_meta_classifier
 
     data = _load(args.features)
+    source = {k: v for k, v in (data.metadata or {}).items() if k in ("data", "extraction")}
+    if not source:
+        LOG.warning("%s does not record where its components come from (not written by this meta-ood's "
+                    "extract-metrics): make-bundle cannot check the classifier's regime", args.features)  # fmt: skip
     model = train_meta_classifier(
-        data, args.classifier, mlp_config=_mlp_config(args), metadata={"features_file": args.features.name}
+        data, args.classifier, mlp_config=_mlp_config(args), metadata={"features_file": args.features.name, **source}
     )
     path = model.save(args.out)
     LOG.info("%s meta classifier (%d parameters, %d features) -> %s", model.kind, model.n_parameters,
@@ -111,7 +115,8 @@ def cmd_train_ood(args: argparse.Namespace) -> None:
 
     config = OoDTrainConfig.from_yaml(args.config)
     if not config.cityscapes_root or not config.coco_ood_root:
-        raise CLIError(f"{args.config}: cityscapes_root and coco_ood_root must be set")
+        raise CLIError(f"{args.config}: cityscapes_root and coco_ood_root must be set (coco_ood_root: the folder "
+                       "`meta-ood build-coco-ood --coco-root COCO --out DIR` writes)")  # fmt: skip
     cityscapes = CityscapesSegmentation(config.cityscapes_root, "train")
     coco = CocoOoD.from_folder(config.coco_ood_root)
     entries = informative_subset(
@@ -122,12 +127,72 @@ def cmd_train_ood(args: argparse.Namespace) -> None:
     LOG.info("done: %s", result["checkpoint"])
 
 
+def cmd_build_coco_ood(args: argparse.Namespace) -> None:
+    """COCO-OoD from the official COCO layout: masks of the images without Cityscapes-like objects + index.json."""
+    _training()
+    from meta_ood_training.datasets import build_coco_ood, informative_subset
+
+    index = build_coco_ood(args.coco_root, args.out, args.split, min_side=args.min_side, progress=True)
+    if not index:
+        raise CLIError(f"no {args.split} image of {args.coco_root} is free of the excluded categories: nothing "
+                       "to train entropy maximization on")  # fmt: skip
+    informative = len(informative_subset(index, max_fraction=0.2))
+    LOG.info("COCO-OoD: %d images (%d informative: OoD pixels <= 20 %%) -> %s (coco_ood_root of train-ood)",
+             len(index), informative, args.out)  # fmt: skip
+
+
+def cmd_make_bundle(args: argparse.Namespace) -> None:
+    """Package a trained network (train-ood checkpoint or the published format) and optionally a meta classifier
+    as a bundle; validates it by loading it and running one frame."""
+    _training()
+    from meta_ood_training.make_bundle import (
+        DEFAULT_INPUT_SIZE,
+        calibration_available,
+        calibration_frames,
+        class_names_for,
+        load_meta,
+        load_network,
+        make_bundle,
+        parse_calibration,
+    )
+
+    calibration = parse_calibration(args.calibration)
+    if calibration.kind != "none":  # a missing folder or too few frames fail now, not after the export
+        calibration_frames(calibration, (256, 512), args.calibration_frames)
+    if calibration.kind != "none" and not calibration_available():
+        raise CLIError(f"--calibration {args.calibration}: calibration not available yet "
+                       "(meta_ood_training.domain_calibration is missing); use --calibration none")  # fmt: skip
+    elif calibration.kind == "none":
+        LOG.info("make-bundle: --calibration none: the bundle carries no in-domain statistics for the domain monitor")
+    options = {"width": args.model_width} if args.model_width else None
+    network = load_network(args.checkpoint, args.architecture, args.num_classes, options)
+    names = class_names_for(network.num_classes, args.class_names.split(",") if args.class_names else None)
+    meta = load_meta(args.meta, network.num_classes) if args.meta is not None else None
+    input_size = tuple(args.input_size or DEFAULT_INPUT_SIZE)
+    bundle = make_bundle(
+        network, args.out, class_names=names, input_size=input_size,
+        metric_size=tuple(args.metric_size) if args.metric_size else None, threshold=args.threshold,
+        meta=meta, max_p_false_positive=args.max_p_false_positive, calibration=calibration,
+        calibration_frame_count=args.calibration_frames,
+    )  # fmt: skip
+    LOG.info("bundle %s: %s from %s (%s), %s -> %s", bundle.root, network.architecture, args.checkpoint,
+             network.source["format"], f"{bundle.meta_classifier.kind} meta classifier, cut "
+             f"{bundle.max_p_false_positive:g}" if bundle.meta_classifier else "keeps every component",
+             args.out)  # fmt: skip
+
+
 def _pipeline(args: argparse.Namespace) -> Any:
     """The bundle's deployed pipeline for an offline command (``--bundle``, ``--backend``); components lie in each
     frame's labelled region (the target decides, not the predicted road)."""
     from .pipeline import AnomalyPipeline, PipelineConfig
 
-    return AnomalyPipeline.from_bundle(args.bundle, backend=args.backend, config=PipelineConfig(region="frame"))
+    options: dict[str, Any] = {}
+    if getattr(args, "provider", None):
+        options["providers"] = args.provider
+    if getattr(args, "device", None):
+        options["device"] = args.device
+    config = PipelineConfig(region="frame")
+    return AnomalyPipeline.from_bundle(args.bundle, backend=args.backend, config=config, **options)
 
 
 def _dataset(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
@@ -144,19 +209,23 @@ def _dataset(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
     if args.dataset == "lostandfound":
         laf = LostAndFound(args.root, args.split or "test")
         return laf, (laf.sequences if getattr(args, "group", "sequence") == "sequence" else None)
-    return FishyscapesStatic(args.root, args.split or "Static"), None
+    return FishyscapesStatic(args.root, args.split or "Static", cityscapes_root=args.cityscapes_root), None
 
 
 def cmd_extract_metrics(args: argparse.Namespace) -> None:
     """Run a bundle's deployed pipeline over a labelled test set and write the component-metric table (F.npz)."""
     _training()
-    from meta_ood_training.meta_extract import extract
+    from dataclasses import replace
+
+    from meta_ood_training.meta_extract import extract, extraction_metadata
 
     dataset, groups = _dataset(args)
     pipeline = _pipeline(args)
     data = extract(pipeline, dataset, frames=args.frames, groups=groups).dataset()
+    metadata = extraction_metadata(pipeline, dataset, args.frames)
+    metadata["group"] = "sequence" if groups is not None else "frame"
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    data.save(args.out)
+    replace(data, metadata=metadata).save(args.out)
     LOG.info("%d components from %d frames (%.1f %% false positives) -> %s", data.n,
              min(args.frames or len(dataset), len(dataset)), 100 * data.y.mean() if data.n else 0,
              args.out)  # fmt: skip
@@ -165,15 +234,22 @@ def cmd_extract_metrics(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """Evaluate a bundle on an OoD test set: pixel metrics, SMIYC component metrics, meta classification."""
     _training()
-    from meta_ood_training.evaluate_bundle import evaluate_bundle, write_report
+    from meta_ood_training.evaluate_bundle import evaluate_bundle, in_sample, write_report
+    from meta_ood_training.meta_extract import dataset_identity
 
     dataset, groups = _dataset(args)
     pipeline = _pipeline(args)
+    overlap = None
+    if pipeline.bundle.meta_classifier is not None:
+        overlap = in_sample(pipeline.bundle.meta_training, dataset_identity(dataset, args.frames))
+        if overlap:
+            LOG.warning("meta-ood evaluate: in-sample test frames: %s", overlap)
     report = evaluate_bundle(
         pipeline, dataset, frames=args.frames, groups=groups, min_pred_size=args.min_pred_size,
         min_gt_size=args.min_gt_size, plots_dir=args.plots,
     )  # fmt: skip
     report["bundle"], report["dataset"] = str(args.bundle), args.dataset
+    report["meta"]["in_sample"] = overlap
     if args.dataset == "synthetic":
         report["seed"] = args.seed
     write_report(report, args.report)
@@ -212,10 +288,16 @@ def cmd_export_onnx(args: argparse.Namespace) -> None:
 
     if (args.checkpoint is None) == (args.bundle is None):
         raise CLIError("give exactly one of --checkpoint (with --architecture) or --bundle")
+    register = False
     if args.bundle is not None:
         bundle = load_bundle(args.bundle)
         model, num_classes = model_from_bundle(bundle)
         height, width = args.input_size or bundle.input_size
+        register = bundle.root.resolve() in Path(args.out).resolve().parents
+        if register and not args.dynamic and (height, width) != bundle.input_size:
+            raise CLIError(f"--input-size {height} {width}: a graph registered in the bundle must take its input "
+                           f"size {bundle.input_size[0]}×{bundle.input_size[1]} (or --dynamic); write it outside "
+                           f"{bundle.root} instead")  # fmt: skip
     else:
         if args.architecture is None:
             raise CLIError("--checkpoint needs --architecture")
@@ -227,6 +309,11 @@ def cmd_export_onnx(args: argparse.Namespace) -> None:
         height, width = args.input_size
     export_onnx(model, args.out, num_classes=num_classes, height=height, width=width, dynamic=args.dynamic,
                 heatmaps=args.heatmaps, opset=args.opset)  # fmt: skip
+    if register:
+        from meta_ood_training.packaging import register_model_file
+
+        register_model_file(args.bundle, "onnx", args.out)
+        LOG.info("registered %s as the bundle's ONNX graph (bundle.json: model file and SHA-256)", args.out)
 
 
 def cmd_build_engine(args: argparse.Namespace) -> None:
@@ -341,6 +428,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
 def _add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", required=True, help="bundle directory, or 'default'")
     p.add_argument("--backend", default="onnxruntime", help="inference backend: onnxruntime (default), torch")
+    p.add_argument("--provider", action="append",
+                   help="onnxruntime execution provider, repeated in order: tensorrt, cuda, cpu")  # fmt: skip
+    p.add_argument("--device", default=None, help="torch backend device: cpu (default), cuda, cuda:1, ...")
     p.add_argument("--dataset", choices=("lostandfound", "fishyscapes", "synthetic"), required=True)
     p.add_argument("--root", type=Path, default=None, help="dataset root (real datasets)")
     p.add_argument("--split", default=None, help="dataset split (LostAndFound: test; Fishyscapes: Static)")
@@ -348,6 +438,8 @@ def _add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="synthetic frame size, pixels (default 256 512)")  # fmt: skip
+    p.add_argument("--cityscapes-root", type=Path, default=None,
+                   help="Cityscapes root for Fishyscapes release overlays (*_rgb.npz on leftImg8bit/val)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -386,6 +478,54 @@ def build_parser() -> argparse.ArgumentParser:
     lars.add_argument("--max-metrics", type=int, default=None, help="evaluate N = 1..this many metrics")
     lars.set_defaults(func=cmd_lars)
 
+    coco = sub.add_parser("build-coco-ood", help=cmd_build_coco_ood.__doc__)
+    coco.add_argument("--coco-root", type=Path, required=True,
+                      help="COCO root: annotations/instances_<split>.json and <split>/*.jpg")  # fmt: skip
+    coco.add_argument("--split", default="train2017", help="COCO split (default train2017)")
+    coco.add_argument("--out", type=Path, required=True, help="output folder: masks/ and index.json")
+    coco.add_argument("--min-side", type=int, default=0, help="drop images whose shorter side is below this (px)")
+    coco.set_defaults(func=cmd_build_coco_ood)
+
+    mb = sub.add_parser("make-bundle", help=cmd_make_bundle.__doc__)
+    mb.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="train-ood checkpoint (last.pt), published {'state_dict': ...} .pth, or .safetensors",
+    )
+    mb.add_argument("--architecture", default=None,
+                    help="deeplabv3plus_wrn38, deeplabv3plus_resnet18 or deeplabv3plus_light (default: the "
+                    "train-ood checkpoint's)")  # fmt: skip
+    mb.add_argument("--num-classes", type=int, default=None, help="output classes (default: the checkpoint's, or 19)")
+    mb.add_argument("--model-width", type=int, default=None, help="width option of the light models")
+    mb.add_argument("--class-names", default=None,
+                    help="comma-separated class names (default: the 19 Cityscapes train ids)")  # fmt: skip
+    mb.add_argument(
+        "--meta",
+        type=Path,
+        default=None,
+        help="meta classifier from meta-train (.json + .npz); without it every component is kept",
+    )
+    mb.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    mb.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                    help="network input, pixels (default 512 1024: Cityscapes at half resolution)")  # fmt: skip
+    mb.add_argument(
+        "--metric-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="metric grid of score, components, meta classifier, brake (default: the input size)",
+    )
+    mb.add_argument("--threshold", type=float, default=0.7, help="anomaly threshold t (default 0.7)")
+    mb.add_argument("--max-p-false-positive", type=float, default=0.5,
+                    help="meta-classifier cut: components with P(false positive) >= it are removed")  # fmt: skip
+    mb.add_argument("--calibration", default="none",
+                    help="domain-monitor calibration frames: none (default), synthetic[:SEED] or "
+                    "cityscapes:ROOT[:SPLIT] (split default val)")  # fmt: skip
+    mb.add_argument("--calibration-frames", type=int, default=100, help="calibration frames (default 100)")
+    mb.set_defaults(func=cmd_make_bundle)
+
     train_ood = sub.add_parser("train-ood", help=cmd_train_ood.__doc__)
     train_ood.add_argument("--config", type=Path, required=True, help="YAML file with OoDTrainConfig keys")
     train_ood.set_defaults(func=cmd_train_ood)
@@ -415,7 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--num-classes", type=int, default=19, help="output classes of the checkpoint")
     exp.add_argument("--model-width", type=int, default=None, help="width option of deeplabv3plus_light")
     exp.add_argument("--bundle", help="export the network of a bundle instead (a folder or 'default')")
-    exp.add_argument("--out", type=Path, required=True, help="output .onnx file")
+    exp.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output .onnx file; inside the --bundle folder it becomes the bundle's ONNX graph",
+    )
     exp.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input height and width, pixels")
     exp.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     exp.add_argument("--heatmaps", action="store_true", help="also output probs, score, E, D, V, argmax")

@@ -20,7 +20,8 @@ def annotate(
     """(H, W, 3) RGB frame + a :class:`~meta_ood_perception.pipeline.FrameResult` → (H, W + 0, 3) BGR annotated frame.
 
     Kept components are tinted red with a red box and their 1 − P(false positive); components removed by the meta
-    classifier get a thin grey box; the corridor outline is drawn when given; a banner shows the brake state.
+    classifier get a thin grey box; the corridor outline is drawn when given; a banner shows the brake state (and
+    that the frame is outside the bundle's domain when the domain monitor made the hint unavailable).
     """
     bgr = np.ascontiguousarray(image[..., ::-1]).copy()
     mask = result.mask.astype(bool)
@@ -37,8 +38,10 @@ def annotate(
         elif c.area >= 20:
             cv2.rectangle(bgr, (x0, y0), (x1, y1), REJECTED, 1)
     hint = result.brake
+    domain = getattr(result, "domain", None)
     if not hint.available:
-        text, color = "PERCEPTION UNAVAILABLE", UNAVAILABLE
+        outside = domain is not None and not domain.in_domain
+        text, color = "OUTSIDE THE BUNDLE'S DOMAIN: UNAVAILABLE" if outside else "PERCEPTION UNAVAILABLE", UNAVAILABLE
     elif hint.active:
         text, color = f"BRAKE  risk {hint.risk:.2f}", (0, 0, 220)
     else:

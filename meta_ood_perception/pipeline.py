@@ -13,10 +13,13 @@ run its stages, in this order (wall times in ``FrameResult.timings_ms``):
    the network predicts, or the whole frame), OoD mask a ≥ t inside it, connected components, their 75 metrics;
 6. ``meta`` — the meta classifier's P(false positive) per component; components with P < the cut (the bundle's
    ``max_p_false_positive`` unless configured) are kept;
-7. ``brake`` — the :class:`~meta_ood_perception.brake.BrakeHintPolicy` update (areas counted in camera pixels);
-8. ``output`` — score, labels and kept mask mapped back to the frame's resolution, component boxes in frame pixels.
+7. ``domain`` — the domain monitor (:mod:`.domain`): cheap statistics of the network input, the probabilities and
+   the score compared with the bundle's calibration; ``domain_patience`` frames in a row outside the bundle's domain
+   make the brake hint unavailable;
+8. ``brake`` — the :class:`~meta_ood_perception.brake.BrakeHintPolicy` update (areas counted in camera pixels);
+9. ``output`` — score, labels and kept mask mapped back to the frame's resolution, component boxes in frame pixels.
 
-Stages 3–7 run on the fixed metric grid whatever the camera size (see :mod:`.resolution`), so the meta classifier
+Stages 3–8 run on the fixed metric grid whatever the camera size (see :mod:`.resolution`), so the meta classifier
 sees the features it was trained on, and a 4K camera costs no more after the network than the metric grid does.
 """
 
@@ -36,6 +39,7 @@ from .backends import Backend, create_backend
 from .brake import BrakeConfig, BrakeHint, BrakeHintPolicy
 from .bundle import Bundle, load_bundle
 from .components import ood_mask
+from .domain import DomainStatus, frame_features, monitor_off
 from .metrics import ComponentMetrics, component_metrics
 from .preprocessing import check_frame, logits_to_probs, to_network_input
 from .resolution import FrameMapping
@@ -43,7 +47,7 @@ from .scores import anomaly_score
 
 LOG = logging.getLogger(__name__)
 
-STAGES = ("preprocess", "inference", "upsample", "score", "components", "meta", "brake", "output")
+STAGES = ("preprocess", "inference", "upsample", "score", "components", "meta", "domain", "brake", "output")
 #: Where components may lie at run time: the drivable region the network predicts, or the whole frame.
 Region = Literal["road", "frame"]
 REGIONS: tuple[Region, ...] = ("road", "frame")
@@ -64,6 +68,8 @@ class PipelineConfig:
             LostAndFound labels); ``"frame"``: anywhere.
         brake: brake-hint policy settings.
         road_class: class name of the drivable road (for ``region`` and ``brake.use_road``).
+        domain_patience: frames in a row outside the bundle's domain (:mod:`.domain`) after which the brake hint
+            is unavailable (≥ 1); it is available again with the first frame back in the domain.
     """
 
     threshold: float | None = None
@@ -71,8 +77,13 @@ class PipelineConfig:
     region: Region = "road"
     brake: BrakeConfig = field(default_factory=BrakeConfig)
     road_class: str = "road"
+    domain_patience: int = 3
 
     def __post_init__(self) -> None:
+        if isinstance(self.domain_patience, bool) or not isinstance(self.domain_patience, int):
+            raise ValueError(f"domain_patience must be an integer, got {self.domain_patience!r}")
+        if self.domain_patience < 1:
+            raise ValueError(f"domain_patience must be >= 1, got {self.domain_patience}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
         if self.max_p_false_positive is not None and not 0.0 < self.max_p_false_positive <= 1.0:
@@ -126,6 +137,7 @@ class FrameAnalysis:
         p_false_positive: (N,) float64 meta-classifier P(false positive) (zeros without a meta classifier).
         kept: (N,) bool, P(false positive) < the cut.
         target: (h, w) uint8 target on the metric grid (None without one).
+        network_input: (1, 3, h', w') float32 normalized network input (what the domain monitor reads).
     """
 
     mapping: FrameMapping
@@ -138,6 +150,7 @@ class FrameAnalysis:
     p_false_positive: npt.NDArray[np.float64]
     kept: npt.NDArray[np.bool_]
     target: npt.NDArray[np.uint8] | None
+    network_input: npt.NDArray[np.float32] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -149,9 +162,11 @@ class FrameResult:
         mask: (H, W) uint8, 1 = pixel of a kept anomaly component, 0 otherwise.
         labels: (H, W) int32 component labels (0 = no component, k = ``components[k - 1]``).
         components: every component of the thresholded score, kept or not.
-        brake: the brake hint after this frame.
+        brake: the brake hint after this frame (unavailable after ``domain_patience`` frames outside the domain).
         timings_ms: wall time per stage (:data:`STAGES`) and ``total``, milliseconds.
         analysis: the metric-grid stages (probabilities, table, targets) behind this result.
+        domain: the domain monitor's decision for this frame (in domain, score 0.0 and a reason saying so while
+            the bundle has no domain calibration).
     """
 
     score: npt.NDArray[np.float32]
@@ -161,6 +176,7 @@ class FrameResult:
     brake: BrakeHint
     timings_ms: dict[str, float]
     analysis: FrameAnalysis | None = field(default=None, repr=False, compare=False)
+    domain: DomainStatus = field(default_factory=monitor_off)
 
     @property
     def kept(self) -> tuple[ComponentInfo, ...]:
@@ -189,6 +205,13 @@ class AnomalyPipeline:
         self._mappings: dict[tuple[int, int], FrameMapping] = {}
         if bundle.meta_classifier is None:
             self._warn_once("no-meta", f"bundle {bundle.root} has no meta classifier: every component is kept")
+        names = bundle.class_names
+        self._domain_classes = (names.index("road") if "road" in names else -1, names.index("sky") if "sky" in names
+                                else -1)  # fmt: skip
+        self._domain_run = 0
+        if bundle.domain is None:
+            self._warn_once("no-domain", f"bundle {bundle.root} has no domain calibration: the domain monitor is off "
+                            "(frames from another world are not detected)")  # fmt: skip
         self.configure(config or PipelineConfig())
 
     @classmethod
@@ -225,11 +248,13 @@ class AnomalyPipeline:
         names = self.bundle.class_names
         self.road_index = names.index(config.road_class) if config.road_class in names else -1
         self.brake_policy = BrakeHintPolicy(config.brake)
+        self._domain_run = 0
         self._check_regime()
 
     def reset(self) -> None:
-        """Forget the brake history (new drive, gap in the stream)."""
+        """Forget the brake history and the run of frames outside the domain (new drive, gap in the stream)."""
         self.brake_policy.reset()
+        self._domain_run = 0
 
     def warm_up(self, height: int | None = None, width: int | None = None) -> float:
         """Run one grey frame (default: the bundle's input size) so that the first real frame does not pay for
@@ -328,6 +353,18 @@ class AnomalyPipeline:
         p_fp = meta.predict_proba(table) if n and meta is not None else np.zeros(n)
         return p_fp, np.asarray(p_fp < self.max_p_false_positive)
 
+    def domain_status(self, analysis: FrameAnalysis) -> DomainStatus:
+        """Stage 7: the domain monitor's decision for one analysed frame (:mod:`.domain`; statistics of the network
+        input, the probabilities and the score). Stateless: the run of frames outside the domain is counted by
+        :meth:`process`."""
+        if analysis.network_input is None:
+            raise ValueError("the domain monitor needs the analysis' network input")
+        road, sky = self._domain_classes
+        features = frame_features(analysis.network_input, self.bundle.mean, self.bundle.std, analysis.probs,
+                                  analysis.score, road_index=road, sky_index=sky)  # fmt: skip
+        calibration = self.bundle.domain
+        return monitor_off(features) if calibration is None else calibration.check(features)
+
     def analyze(
         self,
         image: npt.NDArray[np.uint8],
@@ -373,7 +410,7 @@ class AnomalyPipeline:
         clock.lap("components")
         p_fp, kept = self.classify(table)
         clock.lap("meta")
-        return FrameAnalysis(mapping, probs, score, region, ood, table, labels, p_fp, kept, grid_target)
+        return FrameAnalysis(mapping, probs, score, region, ood, table, labels, p_fp, kept, grid_target, batch)
 
     def process(
         self,
@@ -394,12 +431,18 @@ class AnomalyPipeline:
         self._check_aspect(analysis.mapping)
         mapping, labels, kept, p_fp = analysis.mapping, analysis.labels, analysis.kept, analysis.p_false_positive
         n = len(analysis.table)
+        domain = self.domain_status(analysis)
+        self._domain_run = 0 if domain.in_domain else self._domain_run + 1
+        clock.lap("domain")
         road = None
         if self.config.brake.use_road:
             road = np.argmax(analysis.probs, axis=0) == self.road_index
         pixel_area = None if mapping.identity else mapping.pixel_area()
         corridor = self.brake_policy.corridor_areas(labels, n, road, pixel_area)
-        hint = self.brake_policy.update(labels, p_fp, road, areas=corridor, kept=kept)  # removed ones never count
+        if self._domain_run >= self.config.domain_patience:  # fail-safe: no brake decision on a foreign world
+            hint = self.brake_policy.unavailable(f"{domain.reason} ({self._domain_run} frames in a row)")
+        else:
+            hint = self.brake_policy.update(labels, p_fp, road, areas=corridor, kept=kept)  # removed never count
         clock.lap("brake")
         frame_labels = mapping.to_frame_labels(labels)
         kept_mask = np.concatenate([np.zeros(1, np.uint8), kept.astype(np.uint8)])[frame_labels]
@@ -407,7 +450,7 @@ class AnomalyPipeline:
         components = _component_infos(mapping, labels, n, p_fp, kept, corridor)
         clock.lap("output")
         clock.timings["total"] = (time.perf_counter() - clock.start) * 1e3
-        return FrameResult(score, kept_mask, frame_labels, components, hint, clock.timings, analysis)
+        return FrameResult(score, kept_mask, frame_labels, components, hint, clock.timings, analysis, domain)
 
     # ------------------------------------------------------------------------------------------------- helpers
 
@@ -439,6 +482,12 @@ class AnomalyPipeline:
         if isinstance(trained_size, list) and tuple(trained_size) != self.metric_size:
             self._warn_once("metric_size", f"the bundle computes metrics at {self.metric_size[0]}×{self.metric_size[1]}"
                             f" but its meta classifier was trained at {trained_size[0]}×{trained_size[1]}")  # fmt: skip
+        trained_input = regime.get("input_size")
+        if isinstance(trained_input, list) and tuple(trained_input) != self.bundle.input_size:
+            self._warn_once("input_size", f"the bundle runs its network at {self.bundle.input_size[0]}×"
+                            f"{self.bundle.input_size[1]} but its meta classifier was trained on components of a "
+                            f"network run at {trained_input[0]}×{trained_input[1]}: its decisions are outside their "
+                            "regime")  # fmt: skip
         trained_region = regime.get("region")
         if trained_region == "frame" and self.config.region != "frame":
             self._warn_once("region", "the meta classifier was trained on components anywhere in the frame, the "

@@ -132,3 +132,29 @@ def test_mixed_sampler_redraws_every_epoch():
     assert len(MixedSampler(2975, 46751)) == 2975 + 298  # default: 10 % of the in-distribution images
     with pytest.raises(ValueError, match="n_ood_per_epoch must lie"):
         MixedSampler(10, 3, 5)
+
+
+def test_cityscapes_class_names_are_the_train_ids_in_order(tmp_path):
+    from cityscapesscripts.helpers.labels import labels
+
+    from meta_ood_training.datasets import CITYSCAPES_CLASSES
+    from meta_ood_training.synthetic import CLASS_NAMES
+
+    by_train_id = {label.trainId: label.name for label in labels if 0 <= label.trainId < 255}
+    assert CITYSCAPES_CLASSES == tuple(by_train_id[i] for i in range(19)) == CLASS_NAMES
+    _png(tmp_path / "leftImg8bit/val/ulm/ulm_1_2_leftImg8bit.png", _rgb())
+    _png(tmp_path / "gtFine/val/ulm/ulm_1_2_gtFine_labelIds.png", np.full((4, 6), 7))
+    identity = CityscapesSegmentation(tmp_path, "val").identity()
+    assert identity == {"dataset": "cityscapes", "root": str(tmp_path.resolve()), "split": "val", "frames": 1}
+
+
+def test_coco_ood_index_error_points_at_the_cli_command(tmp_path, caplog):
+    from meta_ood_perception.cli import main
+
+    with pytest.raises(DatasetError, match="meta-ood build-coco-ood --coco-root"):
+        CocoOoD.from_folder(tmp_path)
+    _coco_tree(tmp_path / "coco")
+    assert main(["build-coco-ood", "--coco-root", str(tmp_path / "coco"), "--out", str(tmp_path / "out")]) == 0
+    assert len(CocoOoD.from_folder(tmp_path / "out")) == 2
+    assert main(["build-coco-ood", "--coco-root", str(tmp_path / "coco"), "--split", "val2017", "--out", "x"]) == 2
+    assert "annotation file not found" in caplog.text

@@ -24,6 +24,20 @@ def test_features_file_round_trip(tmp_path):
     np.testing.assert_array_equal(again.X, data.X)
     assert again.objects.n_objects == 12 and again.objects.pair_component.tolist() == list(range(0, 24, 2))
     assert again.group.tolist() == data.group.tolist()
+    assert again.metadata is None
+    from dataclasses import replace
+
+    import pytest
+
+    from meta_ood_training.meta_data import MetaDataError
+
+    source = {"data": {"dataset": "lostandfound", "root": "/d/laf", "split": "test", "frames": 12}, "group": "frame"}
+    replace(data, metadata=source).save(tmp_path / "G.npz")
+    assert load_features(tmp_path / "G.npz").metadata == source
+    assert load_features(tmp_path / "G.npz").subset([0, 1]).metadata == source
+    np.savez(tmp_path / "H.npz", X=data.X, y=data.y, names=np.asarray(data.names), metadata_json=np.asarray("[1]"))
+    with pytest.raises(MetaDataError, match="metadata_json must hold a JSON object"):
+        load_features(tmp_path / "H.npz")
 
 
 def test_report_counts_false_negatives_before_and_after_removal():

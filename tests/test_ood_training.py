@@ -90,6 +90,11 @@ def test_yaml_config(tmp_path):
         OoDTrainConfig.from_yaml(tmp_path / "missing.yaml")
     with pytest.raises(ValueError, match="invalid training configuration"):
         OoDTrainConfig(lam=2.0)
+    path.write_text("model: deeplabv3plus_light\nmodel_options: {width: 8}\n")
+    assert OoDTrainConfig.from_yaml(path).model_options == {"width": 8}
+    path.write_text("model_options: 8\n")
+    with pytest.raises(ValueError, match="model_options must be a mapping"):
+        OoDTrainConfig.from_yaml(path)
 
 
 def test_cli_train_ood_on_fake_dataset_trees(tmp_path):

@@ -85,6 +85,7 @@ def test_replay_writes_mcap_outputs_with_input_stamps_and_metrics(drive_bag, tmp
 
     assert summary["frames_in"] == summary["frames_processed"] == 12 and summary["frames_rejected"] == 0
     assert summary["rejections"] == [] and summary["interrupted"] is None
+    assert summary["frames_out_of_domain"] == 0 and summary["domain_monitor"]["calibrated"]  # its own world
     for stage in ("decode", "inference", "components", "total"):
         q = summary["latency_ms"][stage]
         assert 0 <= q["p50"] <= q["p95"] <= q["p99"]
@@ -248,6 +249,35 @@ def test_a_signal_leaves_a_readable_bag_with_every_processed_frame(tmp_path, sig
     messages = read_mcap(tmp_path / "out")
     assert len(messages["/camera/front/anomaly_mask"]) == summary["frames_processed"]
     assert len(messages["/camera/front/emergency_brake"]) == summary["frames_processed"]
+
+
+def test_frames_outside_the_bundles_domain_are_counted_and_make_the_brake_unavailable(tmp_path):
+    import matplotlib.cbook as cbook
+    from PIL import Image
+
+    from meta_ood_training.demo import domain_line
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:  # a real photograph: not the default bundle's world
+        photo = np.asarray(Image.open(f).convert("RGB").crop((0, 150, 512, 406)).resize((256, 128)))
+    street = [image for image, _ in drive(9, 6, 128, 256)]
+    frames = [*street[:3], *[photo] * 6, *street[3:]]
+    with BagWriter(tmp_path / "in") as bag:
+        for i, frame in enumerate(frames):
+            bag.write(TOPIC, "sensor_msgs/msg/Image", image_msg(frame, "rgb8", 1000 + i), 1000 + i)
+    summary = replay(tmp_path / "in", tmp_path / "out", options=ReplayOptions(per_frame=True))
+    assert summary["frames_processed"] == 12 and summary["frames_out_of_domain"] == 6
+    assert summary["cameras"][TOPIC]["frames_out_of_domain"] == 6
+    assert summary["domain_monitor"] == {"calibrated": True, "domain_patience": 3, "calibration_frames": 1800}
+    assert [f["in_domain"] for f in summary["frames"]] == [True] * 3 + [False] * 6 + [True] * 3
+    assert [f["available"] for f in summary["frames"]] == [True] * 5 + [False] * 4 + [True] * 3
+    events = [(e["event"], e["stamp_ns"]) for e in summary["brake_events"]]
+    assert ("unavailable", 1005) in events and ("available", 1009) in events
+    down = next(e for e in summary["brake_events"] if e["event"] == "unavailable")
+    assert "outside the bundle's domain" in down["reason"]
+    brakes = [cv.msg_to_brake(m.ros_msg) for m in read_mcap(tmp_path / "out")["/camera/front/emergency_brake"]]
+    assert [b["level"] == cv.STALE for b in brakes] == [False] * 5 + [True] * 4 + [False] * 3
+    assert "domain" in brakes[5]["reason"] and not brakes[5]["available"]
+    assert "6 of 12" in domain_line({**summary, "frames_processed": 12})
 
 
 def test_cameras_in_one_namespace_get_outputs_under_their_own_topics(tmp_path):

@@ -31,6 +31,17 @@ def _unshare_works() -> str | None:
     return None
 
 
+def _photographs(height: int, width: int) -> np.ndarray:
+    """Crops of matplotlib's photograph of Grace Hopper (no street in it), for the domain monitor's test."""
+    import matplotlib.cbook as cbook
+    from PIL import Image
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        photo = Image.open(f).convert("RGB")
+    boxes = [(0, 0, 512, 256), (0, 150, 512, 406), (0, 344, 512, 600), (100, 200, 400, 350)]
+    return np.stack([np.asarray(photo.crop(box).resize((width, height))) for box in boxes])
+
+
 def test_real_node_under_rclpy_in_a_private_network_namespace(tmp_path):
     if not ROS_PYTHON.exists():
         pytest.skip(f"no ROS venv at {ROS_PYTHON}: python3.11 -m venv .venv-ros && .venv-ros/bin/pip install "
@@ -39,7 +50,7 @@ def test_real_node_under_rclpy_in_a_private_network_namespace(tmp_path):
     if reason:
         pytest.skip(reason)
     frames = tmp_path / "frames.npz"
-    np.savez(frames, images=np.stack([image for image, _ in drive(31, 10, 128, 256)]))
+    np.savez(frames, images=np.stack([image for image, _ in drive(31, 10, 128, 256)]), photos=_photographs(128, 256))
     env = {**os.environ, "META_OOD_ROS_FRAMES": str(frames), "ROS_LOG_DIR": str(tmp_path / "roslog")}
     for name in ("LD_LIBRARY_PATH", "_ROS_WHEELS_BOOTSTRAP_COMPLETE", "VIRTUAL_ENV"):
         env.pop(name, None)

@@ -10,7 +10,10 @@
    detections there);
 5. the bundle (``bundle.json``, ``model.safetensors``, ``model.onnx``, the MLP) and its own evaluation through
    the final pipeline on hazard frames of a held-out seed and on the held-out hazard family, recorded in
-   ``bundle.json``.
+   ``bundle.json``;
+6. the domain monitor calibrated through the final pipeline on synthetic frames of their own seeds (closed-set and
+   hazard frames and drives at 256×512 and 512×1024, :class:`~.domain_calibration.SyntheticCalibration`), stored
+   as ``bundle.json`` ``domain`` with the seeds, counts, sizes and lighting of those frames.
 
 Training frames are rendered at the camera size of the evaluation (256×512) and brought to the network's input
 size by the deployed pre-processing (:func:`meta_ood_perception.preprocessing.to_network_input`). Every step is
@@ -40,6 +43,7 @@ from meta_ood_perception.reports import json_safe
 from meta_ood_perception.resolution import FrameMapping
 
 from .datasets.base import OOD_LABEL, VOID_LABEL
+from .domain_calibration import SyntheticCalibration, calibrate_bundle
 from .evaluate_bundle import evaluate_bundle
 from .losses import entropy_max_loss
 from .meta_cv import CVConfig, cross_validate
@@ -65,6 +69,8 @@ class DefaultBundleConfig:
         metric_frames: hazard frames whose components train the meta classifier; select_frames: held-out frames
             its cut is chosen on; eval_frames: frames of the self-evaluation.
         max_lost: largest fraction of true detections the cut may remove on the selection frames.
+        domain_seed, domain_frames, domain_drives, domain_drive_frames, domain_sizes: the domain monitor's
+            calibration frames (:class:`~.domain_calibration.SyntheticCalibration`).
     """
 
     height: int = 192
@@ -91,6 +97,11 @@ class DefaultBundleConfig:
     mlp_epochs: int = 50
     seed: int = 2024
     eval_seed: int = 99_001
+    domain_seed: int = 31_000
+    domain_frames: int = 300
+    domain_drives: int = 12
+    domain_drive_frames: int = 25
+    domain_sizes: tuple[tuple[int, int], ...] = ((256, 512), (512, 1024))
     #: oneDNN (mkldnn) convolutions in training. The tiny smoke model (width 4) intermittently deadlocks in oneDNN's
     #: 1x1-convolution weight backward (a GOMP barrier) on 2-core machines; the smoke build turns it off.
     onednn: bool = True
@@ -104,13 +115,19 @@ class DefaultBundleConfig:
         """``build_model`` options of the light DeepLabv3+."""
         return {"width": self.model_width, "output_stride": self.output_stride}
 
+    def domain_frames_spec(self) -> SyntheticCalibration:
+        """The domain monitor's calibration frames."""
+        return SyntheticCalibration(self.domain_seed, self.domain_frames, self.domain_drives, self.domain_drive_frames,
+                                    self.domain_sizes)  # fmt: skip
+
 
 def smoke_config() -> DefaultBundleConfig:
     """A seconds-long build at tiny scale: checks the pipeline, not the quality (tests, ``--smoke``)."""
     return DefaultBundleConfig(
         height=64, width=128, render_height=64, render_width=128, metric_height=64, metric_width=128, model_width=4,
         closed_steps=4, ood_steps=3, batch=4, closed_pool=8, proxy_pool=8, metric_frames=12, select_frames=6,
-        eval_frames=3, mlp_epochs=2, onednn=False,
+        eval_frames=3, mlp_epochs=2, onednn=False, domain_frames=6, domain_drives=1, domain_drive_frames=4,
+        domain_sizes=((64, 128), (96, 192)),
     )  # fmt: skip
 
 
@@ -318,8 +335,10 @@ def build_default_bundle(out_dir: str | Path = DEFAULT_BUNDLE, config: DefaultBu
     timings["total_s"] = time.perf_counter() - start
     metadata["evaluation"] = evaluation
     metadata["timings_s"] = timings
-    bundle = package(model, out_dir, spec, meta_classifier=meta, max_p_false_positive=cut["max_p_false_positive"],
-                     meta_training=meta_training, metadata=json_safe(metadata))  # fmt: skip
+    package(model, out_dir, spec, meta_classifier=meta, max_p_false_positive=cut["max_p_false_positive"],
+            meta_training=meta_training, metadata=json_safe(metadata))  # fmt: skip
+    calibration_frames = config.domain_frames_spec()
+    calibrate_bundle(out_dir, calibration_frames, data=calibration_frames.identity(), total=len(calibration_frames))
     first = evaluation["common and held-out hazards"]
     LOG.info("default bundle -> %s in %.0f s; pixel AUROC %.3f AUPRC %.3f; false positives %d -> %d, true detections"
              " lost %d", out_dir, timings["total_s"], first["pixel"]["auroc"], first["pixel"]["auprc"],

@@ -187,6 +187,16 @@ def meta_section(summary: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def domain_line(summary: dict[str, Any]) -> str:
+    """The REPORT.md line on the domain monitor: frames outside the bundle's domain, or that the monitor is off."""
+    monitor = summary.get("domain_monitor") or {}
+    out = summary.get("frames_out_of_domain", 0)
+    if not monitor.get("calibrated"):
+        return "- frames outside the bundle's domain: not checked (the bundle has no domain calibration)"
+    return (f"- frames outside the bundle's domain: {out} of {summary['frames_processed']} (the brake hint is "
+            f"unavailable after {monitor.get('domain_patience')} in a row)")  # fmt: skip
+
+
 def report(summary: dict[str, Any], config: DemoConfig) -> str:
     """REPORT.md text from a replay summary."""
     labels = summary.get("labels", {})
@@ -197,8 +207,9 @@ def report(summary: dict[str, Any], config: DemoConfig) -> str:
         f"{config.fps:g} frames/s; a road hazard approaches in the ego lane) written as a rosbag2 bag, replayed "
         f"through bundle `{config.bundle}` with {summary['backend']}.", "",
         f"- frames: {summary['frames_in']} in, {summary['frames_processed']} processed, "
-        f"{summary['frames_rejected']} rejected", f"- wall time: replay {summary['wall_s']:.1f} s "
-        f"({summary['frames_per_s']:.1f} frames/s), whole demo {summary['demo_s']:.1f} s", "",
+        f"{summary['frames_rejected']} rejected", domain_line(summary),
+        f"- wall time: replay {summary['wall_s']:.1f} s ({summary['frames_per_s']:.1f} frames/s), whole demo "
+        f"{summary['demo_s']:.1f} s", "",
         *([f"**Interrupted by {summary['interrupted']}**: the figures below cover the frames processed before it.",
            ""] if summary.get("interrupted") else []),
         "## Detection quality (against the drive's hazard labels)", "",

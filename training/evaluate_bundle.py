@@ -68,6 +68,35 @@ def evaluate_bundle(
     }
 
 
+def in_sample(regime: dict[str, Any] | None, identity: dict[str, Any]) -> str | None:
+    """Why the test frames ``identity`` (see :func:`~meta_ood_training.meta_extract.dataset_identity`) overlap the
+    frames the bundle's meta classifier was trained or its cut chosen on (``meta_training.data`` /
+    ``selection_data``), or None when they do not.
+
+    Both sets start at a dataset's first frame, so frames overlap whenever they are of the same dataset: the same
+    resolved root and split for a real dataset, the same seed for a synthetic world (other options render the
+    same streets and look-alikes).
+    """
+    if not regime:
+        return None
+    for key, use in (("data", "trained on"), ("selection_data", "had its cut chosen on")):
+        trained = regime.get(key)
+        if not isinstance(trained, dict) or trained.get("dataset") != identity.get("dataset"):
+            continue
+        if str(identity.get("dataset", "")).startswith("synthetic"):
+            same = trained.get("seed") == identity.get("seed")
+            where = f"seed {identity.get('seed')}"
+        else:
+            same = trained.get("root") == identity.get("root") and trained.get("split") == identity.get("split")
+            where = f"{identity.get('root')}, split {identity.get('split')}"
+        overlap = min(int(trained.get("frames") or 0), int(identity.get("frames") or 0))
+        if same and overlap > 0:
+            return (f"the bundle's meta classifier {use} the first {trained.get('frames')} frames of "
+                    f"{identity.get('dataset')} ({where}); {overlap} of the {identity.get('frames')} test frames are "
+                    "among them, so its figures here are optimistic")  # fmt: skip
+    return None
+
+
 def _segment_report(segments: SegmentMetricsAccumulator) -> dict[str, Any]:
     seg = segments.compute()
     return {"sIoU": seg["sIoU_gt"], "PPV": seg["PPV"], "mean_F1": seg["mean_F1"], "F1": seg["F1"]}

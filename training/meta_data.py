@@ -8,13 +8,20 @@ File format (``.npz``, read with ``allow_pickle=False``):
 * ``group`` (optional): (N,) int or str, the frame / sequence each component comes from (for group-kfold);
 * ``n_objects``, ``object_group``, ``pair_component``, ``pair_object`` (optional, written by
   ``meta_ood_training.meta_extract``): the ground-truth objects and which component rows overlap which object,
-  for false-negative counts before and after removal.
+  for false-negative counts before and after removal;
+* ``metadata_json`` (optional, a 0-d string array holding a JSON object; written by ``meta-ood extract-metrics``):
+  where the components come from — ``data`` (dataset, resolved root, split, frame count, or a synthetic world's
+  identity) and ``extraction`` (the bundle's input size, metric grid, threshold, region and frame aspect ratio).
+  ``meta-ood meta-train`` copies it into the meta classifier, ``meta-ood make-bundle --meta`` into the bundle's
+  ``meta_training``, where ``meta-ood evaluate`` finds it to warn about in-sample test frames.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +63,7 @@ class MetaDataset:
         names: F feature names.
         group: (N,) int64 group ids (frames / sequences), or None.
         objects: ground-truth objects and their overlapping components, or None.
+        metadata: where the components come from (JSON-serializable; see the module docstring), or None.
     """
 
     X: npt.NDArray[np.float64]
@@ -63,6 +71,7 @@ class MetaDataset:
     names: tuple[str, ...]
     group: npt.NDArray[np.int64] | None = None
     objects: ObjectOverlaps | None = None
+    metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         n = self.X.shape[0] if self.X.ndim == 2 else -1
@@ -97,7 +106,8 @@ class MetaDataset:
 
     def subset(self, columns: list[int]) -> MetaDataset:
         """The same components with only the given feature columns, in that order."""
-        return MetaDataset(self.X[:, columns], self.y, tuple(self.names[c] for c in columns), self.group, self.objects)
+        names = tuple(self.names[c] for c in columns)
+        return MetaDataset(self.X[:, columns], self.y, names, self.group, self.objects, self.metadata)
 
     def save(self, path: str | Path) -> None:
         """Write the ``.npz`` format above."""
@@ -111,6 +121,8 @@ class MetaDataset:
                 pair_component=self.objects.pair_component,
                 pair_object=self.objects.pair_object,
             )
+        if self.metadata is not None:
+            arrays["metadata_json"] = np.asarray(json.dumps(self.metadata))
         np.savez(Path(path), **arrays)  # type: ignore[arg-type]  # numeric and str arrays only
 
 
@@ -143,6 +155,14 @@ def load_features(path: str | Path) -> MetaDataset:
                 for k in ("object_group", "pair_component", "pair_object")
             ),
         )
+    metadata = None
+    if "metadata_json" in arrays:
+        try:
+            metadata = json.loads(str(arrays["metadata_json"]))
+        except json.JSONDecodeError as err:
+            raise MetaDataError(f"{path}: metadata_json is not valid JSON: {err}") from None
+        if not isinstance(metadata, dict):
+            raise MetaDataError(f"{path}: metadata_json must hold a JSON object")
     raw_y = np.asarray(arrays["y"]).reshape(-1)
     if raw_y.dtype.kind not in "biuf" or not np.isin(raw_y, (0, 1)).all():
         shown = np.unique(raw_y)[:5].tolist() if raw_y.dtype.kind in "biuf" else raw_y.dtype
@@ -155,6 +175,7 @@ def load_features(path: str | Path) -> MetaDataset:
             names=tuple(names),
             group=group,
             objects=objects,
+            metadata=metadata,
         )
     except MetaDataError as err:
         raise MetaDataError(f"{path}: {err}") from None

@@ -11,6 +11,7 @@ bundle's build all use it.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,37 @@ class ComponentCollector:
 
 def _cat(parts: list[npt.NDArray[Any]], dtype: Any) -> npt.NDArray[Any]:
     return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+
+
+def dataset_identity(dataset: Any, frames: int | None = None) -> dict[str, Any]:
+    """What identifies the first ``frames`` items of ``dataset`` (its ``identity()``: dataset name, resolved root,
+    split, frame count, or a synthetic world's seed and options); ``{"dataset": <type name>, "frames": n}`` for a
+    dataset without one."""
+    count = len(dataset) if frames is None else min(frames, len(dataset))
+    method = getattr(dataset, "identity", None)
+    if method is None:
+        return {"dataset": type(dataset).__name__, "frames": count}
+    takes_frames = bool(inspect.signature(method).parameters)  # SyntheticWorld.identity(): its n is the count
+    identity = dict(method(frames) if takes_frames else method())
+    identity["frames"] = count
+    return identity
+
+
+def extraction_metadata(pipeline: AnomalyPipeline, dataset: Any, frames: int | None = None) -> dict[str, Any]:
+    """The ``metadata`` of a features file extracted through ``pipeline`` from ``dataset``: ``data`` (see
+    :func:`dataset_identity`) and ``extraction`` (bundle, network input size, metric grid, threshold, region =
+    ``labelled``, frame aspect ratio of the first frame, the network's SHA-256)."""
+    bundle = pipeline.bundle
+    extraction: dict[str, Any] = {
+        "bundle": str(bundle.root.resolve()), "architecture": bundle.manifest["model"]["architecture"],
+        "input_size": list(bundle.input_size), "metric_size": list(pipeline.metric_size),
+        "threshold": float(pipeline.threshold), "region": "labelled",
+        "network_sha256": bundle.manifest["checksums"].get(bundle.manifest["model"]["files"].get("torch", "")),
+    }  # fmt: skip
+    if len(dataset):
+        image, _ = dataset[0]
+        extraction["aspect_ratio"] = float(image.shape[1]) / float(image.shape[0])
+    return {"data": dataset_identity(dataset, frames), "extraction": extraction}
 
 
 def extract(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,8 +40,10 @@ class OoDTrainConfig:
         out_dir: where checkpoints (``checkpoint_epoch<N>.pt``, ``last.pt``) go.
         cityscapes_root: Cityscapes root (``leftImg8bit/``, ``gtFine/``).
         coco_ood_root: folder written by ``build_coco_ood`` (``index.json``, ``masks/``).
-        model: model name for ``build_model``; num_classes: its classes.
-        init_checkpoint: weights to start from (published format or plain state dict); None = random init.
+        model: model name for ``build_model``; num_classes: its classes; model_options: its options (e.g.
+            ``{"width": 16}`` for ``deeplabv3plus_light``), recorded in every checkpoint for ``make-bundle``.
+        init_checkpoint: weights to start from (published format or plain state dict); None = random init (warned:
+            the paper fine-tunes the published Cityscapes DeepWV3Plus).
         resume: a checkpoint of this trainer to continue from.
         max_ood_fraction / min_ood_fraction: restrict COCO-OoD to informative (≤) / non-informative (≥) images.
         ood_per_epoch: COCO-OoD images per epoch (paper: 297).
@@ -55,6 +57,7 @@ class OoDTrainConfig:
     coco_ood_root: str = ""
     model: str = "deeplabv3plus_wrn38"
     num_classes: int = 19
+    model_options: dict[str, Any] = field(default_factory=dict)
     init_checkpoint: str | None = None
     resume: str | None = None
     max_ood_fraction: float | None = None
@@ -73,6 +76,8 @@ class OoDTrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.crop < 16 or self.lr <= 0 or not 0 <= self.lam <= 1:
             raise ValueError(f"invalid training configuration: {self}")
+        if not isinstance(self.model_options, dict):
+            raise ValueError(f"model_options must be a mapping (e.g. {{width: 16}}), got {self.model_options!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> OoDTrainConfig:
@@ -178,9 +183,12 @@ def train_ood(
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     torch.manual_seed(config.seed)
     if model is None:
-        model = build_model(config.model, config.num_classes)
+        model = build_model(config.model, config.num_classes, **config.model_options)
         if config.init_checkpoint:
             load_checkpoint(model, config.init_checkpoint)
+        elif not config.resume and rank == 0:
+            LOG.warning("no init_checkpoint: %s starts from random weights (the paper fine-tunes the published "
+                        "Cityscapes DeepWV3Plus; set init_checkpoint)", config.model)  # fmt: skip
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     start_epoch = 0

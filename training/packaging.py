@@ -7,6 +7,8 @@ measured is what the node runs.
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,15 @@ from typing import Any
 
 import torch
 
-from meta_ood_perception.bundle import DEFAULT_MAX_P_FALSE_POSITIVE, Bundle, write_bundle
-from meta_ood_perception.meta_classifier import MetaClassifier
+from meta_ood_perception.bundle import (
+    DEFAULT_MAX_P_FALSE_POSITIVE,
+    MANIFEST,
+    Bundle,
+    BundleError,
+    load_bundle,
+    write_bundle,
+)
+from meta_ood_perception.meta_classifier import MetaClassifier, sha256_file
 from meta_ood_perception.models import MEAN_RGB, STD_RGB
 from meta_ood_perception.pipeline import AnomalyPipeline, PipelineConfig
 from meta_ood_perception.scores import DEFAULT_THRESHOLD
@@ -67,6 +76,41 @@ def package(
         meta_training=meta_training, mean=MEAN_RGB, std=STD_RGB, extra_model_files={"onnx": ONNX_FILE},
         metadata=metadata,
     )  # fmt: skip
+
+
+def register_model_file(bundle_dir: str | Path, role: str, path: str | Path) -> Bundle:
+    """Record ``path`` (a file inside the bundle directory) as the bundle's model file for ``role`` (``"onnx"`` is
+    what the onnxruntime and tensorrt backends read) in ``bundle.json``, with its SHA-256; returns the bundle
+    loaded again.
+
+    The manifest is rewritten in place (every other field, e.g. a domain calibration, is kept; the write is atomic).
+    The checksum of a file the role named before is dropped when no other role names it (the file stays).
+
+    Raises:
+        BundleError: the bundle does not load, ``path`` is not a file inside it, or ``role`` is ``"torch"`` (the
+            weights are written only by ``write_bundle``).
+    """
+    bundle = load_bundle(bundle_dir)
+    root = bundle.root.resolve()
+    file = Path(path).resolve()
+    if root not in file.parents or not file.is_file():
+        raise BundleError(f"cannot register {path} in {bundle.root}: not a file inside the bundle directory")
+    if role == "torch":
+        raise BundleError("the torch weights of a bundle are written by write_bundle / make-bundle, not registered")
+    name = file.relative_to(root).as_posix()
+    manifest_path = bundle.root / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    files: dict[str, str] = manifest["model"]["files"]
+    checksums: dict[str, str] = manifest["checksums"]
+    old = files.get(role)
+    files[role] = name
+    checksums[name] = sha256_file(file)
+    if old is not None and old != name and old not in files.values() and old != manifest.get("meta_classifier"):
+        checksums.pop(old, None)
+    tmp = manifest_path.with_name(MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(tmp, manifest_path)
+    return load_bundle(bundle.root)
 
 
 class DeployedPipeline:

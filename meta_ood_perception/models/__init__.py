@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..reports import first_line
 from .deeplab import DeepWV3Plus, LightDeepLabV3Plus
 
 #: Input normalization of every model (ImageNet statistics, RGB order, values in [0, 1] before normalizing).
@@ -112,12 +113,12 @@ def _numpy_scalar_globals() -> list[Any]:
     return allowed
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load weights strictly into ``model`` (in place) and return it.
+def read_checkpoint(path: str | Path) -> Any:
+    """The loaded contents of a torch checkpoint file (tensors, containers, numbers and strings only:
+    ``weights_only=True``), e.g. ``{"state_dict": …}`` (published) or ``{"model": …, "config": …}`` (``train-ood``).
 
     Raises:
-        CheckpointError: a missing or unreadable file (never unpickled beyond tensors: ``weights_only=True``), or
-            keys / shapes that do not match (all named).
+        CheckpointError: a missing, unreadable or unsafe file.
     """
     path = Path(path)
     if not path.is_file():
@@ -125,10 +126,19 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     try:
         # NVIDIA's snapshots (the published DeepWV3Plus baseline) also store numpy scalars such as mean_iu.
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or unsafe files
-        raise CheckpointError(f"cannot load checkpoint {path}: {type(err).__name__}: {err}") from err
-    state_dict = extract_state_dict(checkpoint)
+        raise CheckpointError(f"cannot load checkpoint {path}: {type(err).__name__}: {first_line(err)}") from err
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load weights strictly into ``model`` (in place) and return it.
+
+    Raises:
+        CheckpointError: a missing or unreadable file (never unpickled beyond tensors: ``weights_only=True``), or
+            keys / shapes that do not match (all named).
+    """
+    state_dict = extract_state_dict(read_checkpoint(path))
     check_state_dict(model, state_dict)
     model.load_state_dict(state_dict, strict=True)
     return model
@@ -145,4 +155,5 @@ __all__ = [
     "check_state_dict",
     "extract_state_dict",
     "load_checkpoint",
+    "read_checkpoint",
 ]

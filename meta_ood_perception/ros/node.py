@@ -11,12 +11,14 @@ worker thread processes the newest frame of each camera in turn and publishes ``
 (``std_msgs/Float64``). A timer publishes ``/diagnostics`` (one status per camera: state, rates, frames received /
 processed / rejected / dropped, faults, latency percentiles) and, while a camera has no input for
 ``input_timeout_s`` or its backend is stalled or failing, a fail-safe ``emergency_brake`` that says perception is
-unavailable. A bad frame is logged (throttled), dropped and counted; the node never stops on one.
+unavailable. A bad frame is logged (throttled), dropped and counted; the node never stops on one. While the domain
+monitor (:mod:`meta_ood_perception.domain`) holds a camera's brake hint unavailable (``domain_patience`` frames in
+a row outside the bundle's domain), its ``/diagnostics`` status is STALE with a message naming the domain.
 
 Parameters (see :data:`~meta_ood_perception.ros.params.PARAMETERS` and ``config/anomaly_node.param.yaml``) are
-validated at start-up. At runtime ``threshold``, ``max_p_false_positive``, ``region``, ``road_class``, ``brake.*``,
-``publish_score`` and ``max_rate_hz`` can be changed (validated the same way; the brake history restarts); the
-others are rejected with the reason that they need a restart.
+validated at start-up. At runtime ``threshold``, ``max_p_false_positive``, ``region``, ``road_class``,
+``domain_patience``, ``brake.*``, ``publish_score`` and ``max_rate_hz`` can be changed (validated the same way;
+the brake history restarts); the others are rejected with the reason that they need a restart.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..brake import BrakeHint
-from ..bundle import load_bundle
+from ..bundle import DEFAULT_BUNDLE, Bundle, load_bundle
 from ..pipeline import AnomalyPipeline
 from ..reports import first_line
 from . import conversions as cv
@@ -40,7 +42,15 @@ from .params import PARAMETERS, CameraTopics, NodeConfig
 from .processor import CameraProcessor, ProcessedFrame
 from .scheduler import LatestFrameScheduler
 
-LIVE_PARAMETERS = {"threshold", "max_p_false_positive", "region", "road_class", "publish_score", "max_rate_hz"}
+LIVE_PARAMETERS = {
+    "threshold", "max_p_false_positive", "region", "road_class", "domain_patience", "publish_score", "max_rate_hz",
+}  # fmt: skip
+#: Logged once when the node loads the embedded default bundle.
+DEFAULT_BUNDLE_WARNING = (
+    "the embedded default bundle is a demonstrator trained only on the synthetic world of meta_ood_training.synthetic: "
+    "on real camera images its anomaly score and its brake hint mean nothing (its domain monitor makes the brake hint "
+    "unavailable on frames outside that world); give the node a bundle trained on real data (parameter bundle)"
+)
 LOG = logging.getLogger(__name__)
 
 
@@ -80,6 +90,8 @@ def make_node_class() -> type:
             self.params = {name: self.get_parameter(name).value for name in PARAMETERS}
             self.config = NodeConfig.from_params(_plain(self.params))  # ValueError names the bad parameter
             self.bundle = bundle = load_bundle(self.config.bundle)
+            for line in bundle_warnings(bundle):
+                self.get_logger().warning(line)
             from ..backends import create_backend
 
             self.backend = create_backend(self.config.backend, bundle, **self.config.backend_options)
@@ -218,7 +230,8 @@ def make_node_class() -> type:
                 "frames_processed": stats.frames_processed, "frames_rejected": stats.frames_rejected,
                 "frames_dropped": stats.frames_dropped, "frames_superseded": stats.frames_superseded,
                 "faults": stats.faults, "last_error": state.last_error,
-                "backend": self.backend.description,
+                "backend": self.backend.description, "frames_out_of_domain": stats.frames_out_of_domain,
+                "domain": "off" if self.bundle.domain is None else "outside" if stats.domain_unavailable else "in",
             }  # fmt: skip
             for stage, q in stats.percentiles().items():
                 if stage in ("inference", "total"):
@@ -263,6 +276,18 @@ def make_node_class() -> type:
             super().destroy_node()
 
     return AnomalyNode
+
+
+def bundle_warnings(bundle: Bundle) -> list[str]:
+    """What the node logs once at load time about ``bundle``: that the embedded default bundle is a demonstrator of
+    the synthetic world, and that a bundle without a domain calibration runs with the domain monitor off."""
+    lines = []
+    if bundle.root.resolve() == DEFAULT_BUNDLE.resolve():
+        lines.append(DEFAULT_BUNDLE_WARNING)
+    if bundle.domain is None:
+        lines.append(f"bundle {bundle.root} has no domain calibration: the domain monitor is off (frames from another "
+                     "world are not detected; calibrate it with meta_ood_training.domain_calibration)")  # fmt: skip
+    return lines
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:

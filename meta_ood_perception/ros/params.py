@@ -45,6 +45,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     ),
     "region": ("road", "where components may lie: road (the predicted drivable region) or frame (anywhere)"),
     "road_class": ("road", "class name of the drivable road (for region and brake.use_road)"),
+    "domain_patience": (
+        3,
+        "frames in a row outside the bundle's domain (domain monitor) after which the brake hint is unavailable",
+    ),
     "image_topics": (["/camera/front/image_raw"], "input image topics, one per camera ('…/compressed' = JPEG/PNG)"),
     "qos.reliability": ("best_effort", "input QoS reliability: best_effort (camera drivers' usual) or reliable"),
     "qos.depth": (1, "input queue depth per camera; the node always processes the newest frame and drops older"),
@@ -244,6 +248,7 @@ def _pipeline_config(p: Mapping[str, Any]) -> PipelineConfig:
         raise ValueError(f"parameter max_p_false_positive: must lie in (0, 1] (or -1 for the bundle's), got {cut!r}")
     if p["region"] not in REGIONS:
         raise ValueError(f"parameter region: must be one of {', '.join(REGIONS)}, got {p['region']!r}")
+    patience = _at_least("domain_patience", p["domain_patience"], 1)
     corridor = p["brake.corridor"]
     if len(corridor) % 2:
         raise ValueError(f"parameter brake.corridor: needs x, y pairs, got {len(corridor)} numbers")
@@ -264,6 +269,7 @@ def _pipeline_config(p: Mapping[str, Any]) -> PipelineConfig:
             region=p["region"],
             brake=brake,
             road_class=p["road_class"],
+            domain_patience=patience,
         )
     except ValueError as err:
         raise ValueError(f"parameter {err}") from None

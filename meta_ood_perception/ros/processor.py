@@ -4,7 +4,8 @@
 and builds the output messages (mask, score, detections, brake hint), each carrying the input header. It never
 raises for a bad frame: a frame that cannot be decoded or processed comes back with ``error`` set, a fail-safe
 brake hint (``available=False``) and no other outputs. :class:`ProcessingStats` counts frames, rejections and drops
-and keeps per-stage latencies for ``/diagnostics`` and the replay summary.
+and keeps per-stage latencies for ``/diagnostics`` and the replay summary, and the frames the domain monitor put
+outside the bundle's domain.
 """
 
 from __future__ import annotations
@@ -170,6 +171,9 @@ class ProcessingStats:
         self.frames_rejected = 0
         self.frames_dropped = 0
         self.frames_superseded = 0
+        self.frames_out_of_domain = 0
+        #: the brake reason while the domain monitor holds the brake hint unavailable (None otherwise)
+        self.domain_unavailable: str | None = None
         self.faults = 0
         self.consecutive_faults = 0
         self.consecutive_rejected = 0
@@ -182,6 +186,9 @@ class ProcessingStats:
             self.frames_processed += 1
             self.consecutive_faults = 0
             self.consecutive_rejected = 0
+            if frame.result is not None:
+                self.frames_out_of_domain += not frame.result.domain.in_domain
+                self.domain_unavailable = None if frame.brake.available else frame.brake.reason
             for stage, ms in frame.timings_ms.items():
                 if stage in self.latency_ms:
                     self.latency_ms[stage].append(ms)

@@ -14,7 +14,8 @@ unavailable. SIGINT / SIGTERM stop
 the replay after the current frame and close the output bag properly, so it holds every frame processed so far.
 With a label topic (mono8 0 in-distribution / 1 anomaly / 255 void, matched to frames by header stamp) the
 summary adds pixel metrics (AUROC, FPR95, AUPRC) and component metrics (SMIYC sIoU / PPV / F1) of the camera in the
-label topic's namespace (or of the only camera).
+label topic's namespace (or of the only camera). The summary counts the frames the domain monitor put outside the
+bundle's domain (``frames_out_of_domain``; the brake hint is unavailable after ``domain_patience`` of them in a row).
 """
 
 from __future__ import annotations
@@ -699,6 +700,8 @@ def _record(frame: ProcessedFrame, log_time: int) -> dict[str, Any]:
         "topic": frame.camera.input, "stamp_ns": frame.stamp_ns, "log_time_ns": log_time,
         "error": None if frame.error is None else frame.error.reason, "active": frame.brake.active,
         "available": frame.brake.available, "risk": frame.brake.risk, "hit": frame.brake.hit,
+        "in_domain": None if result is None else result.domain.in_domain,
+        "domain_score": None if result is None else result.domain.score,
         "components": 0 if result is None else len(result.components),
         "kept": 0 if result is None else len(result.kept),
         "total_ms": frame.timings_ms.get("total"),
@@ -738,6 +741,7 @@ def _summary(
         cameras[topic] = {
             "outputs": processors[topic].camera.outputs, "frames_in": s.frames_in,
             "frames_processed": s.frames_processed, "frames_rejected": s.frames_rejected,
+            "frames_out_of_domain": s.frames_out_of_domain,
         }  # fmt: skip
     rejections = sorted((r for s in stats.values() for r in s.rejections), key=lambda r: (r.stamp_ns or 0, r.topic))
     frames_in = sum(s.frames_in for s in stats.values())
@@ -747,6 +751,11 @@ def _summary(
         "threshold": first.threshold, "interrupted": interrupted, "wall_s": wall,
         "frames_in": frames_in, "frames_processed": sum(s.frames_processed for s in stats.values()),
         "frames_rejected": sum(s.frames_rejected for s in stats.values()),
+        "frames_out_of_domain": sum(s.frames_out_of_domain for s in stats.values()),
+        "domain_monitor": {
+            "calibrated": first.bundle.domain is not None, "domain_patience": first.config.domain_patience,
+            "calibration_frames": None if first.bundle.domain is None else first.bundle.domain.frames,
+        },
         "frames_per_s": frames_in / wall if wall > 0 else math.nan, "out_of_order": out_of_order,
         "messages_written": output.messages, "cameras": cameras,
         "rejections": [{"topic": r.topic, "stamp_ns": r.stamp_ns, "reason": r.reason, "kind": r.kind}

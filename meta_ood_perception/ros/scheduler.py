@@ -175,8 +175,10 @@ class LatestFrameScheduler:
 
         ERROR with a reason: the worker has been busy on one frame (of any camera: they share it) for more than
         ``timeout_s``, a frame has waited in this camera's slot that long, or the last frames failed; STALE with a
-        reason: no input for ``timeout_s``; WARN: the last ``reject_run`` frames (or every frame so far) were
-        rejected as bad input; OK otherwise. A fail-safe reason also marks the brake history for a restart.
+        reason: no input for ``timeout_s``; STALE without one: the domain monitor holds the brake hint unavailable
+        (frames keep coming, each with an unavailable brake output); WARN: the last ``reject_run`` frames (or every
+        frame so far) were rejected as bad input; OK otherwise. A fail-safe reason also marks the brake history for a
+        restart.
         """
         now = self.clock()
         with self._cv:
@@ -196,6 +198,8 @@ class LatestFrameScheduler:
             elif now - s.last_input > timeout_s:
                 message = reason = f"no input for {now - s.last_input:.1f} s"
                 level = cv.STALE
+            elif s.stats.domain_unavailable is not None:
+                level, message = cv.STALE, s.stats.domain_unavailable
             elif s.stats.consecutive_rejected >= reject_run or (
                 s.stats.frames_rejected and not s.stats.frames_processed
             ):

@@ -44,6 +44,12 @@ def frames():
 
 
 @pytest.fixture(scope="module")
+def photos():
+    """Real photographs (not street scenes) at the drive's frame size, written by tests/test_ros_node.py."""
+    return np.load(os.environ["META_OOD_ROS_FRAMES"])["photos"]
+
+
+@pytest.fixture(scope="module")
 def ros():
     rclpy.init(args=["--ros-args", "--disable-external-lib-logs"])
     yield
@@ -111,10 +117,13 @@ def image(pixels, encoding="rgb8", stamp=(100, 0), step=None, data=None, height=
 
 PARAMS = [Parameter("image_topics", value=[TOPIC]), Parameter("diagnostics_period_s", value=0.2),
           Parameter("input_timeout_s", value=0.8), Parameter("qos.reliability", value="reliable")]  # fmt: skip
+# For tests about something else than missing input: on a loaded machine the pauses between a test's frames must
+# not turn the camera STALE (and reset the brake window), which a 0.8 s input timeout would.
+STEADY = [*(q for q in PARAMS if q.name != "input_timeout_s"), Parameter("input_timeout_s", value=10.0)]
 
 
 def test_frames_with_a_hazard_give_masks_stamps_brake_and_diagnostics(ros, frames):
-    p = Probe(PARAMS)
+    p = Probe(STEADY)
     try:
         stamps = []
         for i, frame in enumerate(frames):
@@ -152,7 +161,7 @@ def test_frames_with_a_hazard_give_masks_stamps_brake_and_diagnostics(ros, frame
 
 
 def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, frames):
-    p = Probe(PARAMS)
+    p = Probe(STEADY)
     try:
         good = frames[-1]
         bad = [
@@ -162,11 +171,15 @@ def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, frames):
             image(good, "rgb8", stamp=(300, 4), step=10, data=np.zeros(10 * len(good), np.uint8)),  # step < a row
             image(good, "16UC1", stamp=(300, 5)),  # lying / unsupported encoding
         ]
-        for msg in bad:
+
+        def of(stamp):
+            return [b for b in p.got["brake"] if (b.header.stamp.sec, b.header.stamp.nanosec) == stamp]
+
+        for msg in bad:  # one at a time: a frame waiting while the worker is busy may be replaced by the next
             p.send(msg)
-            time.sleep(0.05)
-        p.wait(lambda: len(p.got["brake"]) >= len(bad), 10, "fail-safe brake messages")
-        down = [cv.msg_to_brake(b) for b in p.got["brake"]]
+            stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+            p.wait(lambda s=stamp: of(s), 10, f"fail-safe brake message of {stamp}")
+        down = [cv.msg_to_brake(of((300, k))[0]) for k in range(1, len(bad) + 1)]
         assert all(not d["available"] and d["level"] == cv.STALE for d in down)
         assert "yuv422" in down[0]["reason"]
         p.send(image(good, "rgb8", stamp=(301, 0)))
@@ -213,6 +226,38 @@ def test_parameters_are_validated_at_start_and_at_runtime(ros):
         p.wait(lambda: len(p.got["mask"]) >= 1, 20, "a frame after the change")
         pipeline = p.node.cameras[0].processor.pipeline
         assert pipeline.threshold == 0.8 and pipeline.brake_policy.config.min_area_px == 50
+    finally:
+        p.close()
+
+
+def test_frames_outside_the_domain_make_the_brake_unavailable_and_the_camera_stale(ros, frames, photos):
+    # a long input timeout: "no input" must not mask what the domain monitor says between frames
+    p = Probe([*(q for q in PARAMS if q.name != "input_timeout_s"), Parameter("input_timeout_s", value=30.0)])
+    try:
+        res = p.node.set_parameters([Parameter("domain_patience", value=0)])[0]
+        assert not res.successful and "domain_patience" in res.reason
+        assert p.node.set_parameters([Parameter("domain_patience", value=2)])[0].successful  # a live parameter
+        stamps = [(800 + i, 0) for i in range(10)]
+
+        def ours(first):
+            return [b for b in p.got["brake"] if (b.header.stamp.sec, b.header.stamp.nanosec) in first]
+
+        for i, stamp in enumerate(stamps):  # ten frames of photographs
+            p.send(image(photos[i % len(photos)], stamp=stamp))
+            p.wait(lambda n=i + 1: len(ours(stamps)) >= n, 20, f"brake {i}")
+        brakes = [cv.msg_to_brake(b) for b in ours(stamps)]
+        assert [b["available"] for b in brakes] == [True] + [False] * 9  # patience 2
+        assert all("domain" in b["reason"] and b["level"] == cv.STALE for b in brakes[1:])
+        p.wait(lambda: p.diag()[1].get("frames_out_of_domain") == "10", 5, "/diagnostics after the photographs")
+        status, values = p.diag()
+        assert status.level == bytes([cv.STALE]) and "domain" in status.message and values["domain"] == "outside"
+        back = [(900, 0)]
+        p.send(image(frames[0], stamp=back[0]))  # the synthetic world again
+        p.wait(lambda: len(ours(back)) == 1, 20, "brake after the photographs")
+        assert cv.msg_to_brake(ours(back)[0])["available"]
+        count = len(p.got["diag"])
+        p.wait(lambda: len(p.got["diag"]) > count + 1, 5, "diagnostics after the return")
+        assert p.diag()[0].level == bytes([cv.OK]) and p.diag()[1]["domain"] == "in"
     finally:
         p.close()
 
@@ -271,9 +316,7 @@ def _levels(p):
 
 
 def test_backend_faults_report_error_then_recovery_and_unavailable_brake(ros, frames):
-    # A generous input timeout: on a loaded machine the pause between the last frame and the diagnostics read
-    # below must not turn the camera STALE, which is not what this test is about.
-    p = Probe([*(q for q in PARAMS if q.name != "input_timeout_s"), Parameter("input_timeout_s", value=10.0)])
+    p = Probe(STEADY)
     try:
         pipeline = p.node.cameras[0].processor.pipeline
         pipeline.backend = Flaky(pipeline.backend, fail=range(0, 4))

@@ -8,12 +8,13 @@ Cityscapes train ids (255 = void) plus ``OOD_LABEL`` (254) for OoD-proxy pixels;
 from __future__ import annotations
 
 from .base import OOD_LABEL, VOID_LABEL, DatasetError, read_label, read_rgb
-from .cityscapes import CityscapesSegmentation, label_ids_to_train_ids
+from .cityscapes import CITYSCAPES_CLASSES, CityscapesSegmentation, label_ids_to_train_ids
 from .coco_ood import COCO_EXCLUDED_CATEGORIES, CocoOoD, build_coco_ood, informative_subset
 from .road_anomaly import FishyscapesStatic, LostAndFound
 from .sampling import MixedSampler
 
 __all__ = [
+    "CITYSCAPES_CLASSES",
     "COCO_EXCLUDED_CATEGORIES",
     "OOD_LABEL",
     "VOID_LABEL",

@@ -11,6 +11,13 @@ import numpy.typing as npt
 
 from .base import VOID_LABEL, paired_files, read_label, read_rgb
 
+#: Names of the 19 Cityscapes train ids 0…18, in train-id order (the output classes of every 19-class network of
+#: this project: the synthetic world paints them, ``meta-ood make-bundle`` writes them into bundles).
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)  # fmt: skip
+
 
 def _train_id_lut() -> npt.NDArray[np.uint8]:
     from cityscapesscripts.helpers.labels import labels
@@ -36,12 +43,17 @@ class CityscapesSegmentation:
     """
 
     def __init__(self, root: str | Path, split: str = "train") -> None:
-        root = Path(root)
-        self.images, self.targets = paired_files(root, split, "gtFine", "_gtFine_labelIds.png", "Cityscapes")
+        self.root, self.split = Path(root), split
+        self.images, self.targets = paired_files(self.root, split, "gtFine", "_gtFine_labelIds.png", "Cityscapes")
         self._lut = _train_id_lut()
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def identity(self, frames: int | None = None) -> dict[str, object]:
+        """What identifies the first ``frames`` frames (all by default), for manifests."""
+        n = len(self) if frames is None else min(frames, len(self))
+        return {"dataset": "cityscapes", "root": str(self.root.resolve()), "split": self.split, "frames": n}
 
     def __getitem__(self, index: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
         """(H, W, 3) uint8 RGB image and (H, W) uint8 train ids (255 = void)."""

@@ -121,7 +121,10 @@ class CocoOoD:
         root = Path(root)
         index_file = root / "index.json"
         if not index_file.is_file():
-            raise DatasetError(f"COCO-OoD index not found: {index_file} (run build_coco_ood first)")
+            raise DatasetError(
+                f"COCO-OoD index not found: {index_file} (write it with `meta-ood build-coco-ood --coco-root COCO "
+                f"--out {root}` from the official COCO layout)"
+            )
         return cls(root, json.loads(index_file.read_text()))
 
     def __len__(self) -> int:

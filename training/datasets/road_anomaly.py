@@ -3,7 +3,9 @@
 * LostAndFound (``leftImg8bit/<split>/<sequence>/*_leftImg8bit.png`` and
   ``gtCoarse/<split>/<sequence>/*_gtCoarse_labelIds.png``), the paper's protocol: free road (label id 1) is
   in-distribution, hazards (ids 2…43 except the non-hazards) are OoD, non-hazards and everything else are void.
-* Fishyscapes Static (``<root>/Static/<name>.jpg`` with ``<name>.png`` labels already in 0 / 1 / 255).
+* Fishyscapes Static, in the research code's layout (``<root>/Static/<name>.jpg`` with ``<name>.png`` labels
+  already in 0 / 1 / 255) or the authors' release (``<NNNN>_<id>_labels.png`` with ``_rgb.png`` images or
+  ``_rgb.npz`` overlays on Cityscapes validation images); see :class:`FishyscapesStatic`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from .base import VOID_LABEL, DatasetError, paired_files, read_label, read_rgb, require_dir
+from .base import VOID_LABEL, DatasetError, paired_files, read_label, read_rgb
 
 #: LostAndFound object ids that are not hazards (marker poles, posts, timber, wheel cap, wood): void.
 LAF_NON_HAZARD_IDS = (31, 33, 34, 36, 37, 38, 39)
@@ -32,12 +34,17 @@ class LostAndFound:
     """LostAndFound frames of one split ('test' or 'train'), sorted by file name."""
 
     def __init__(self, root: str | Path, split: str = "test") -> None:
-        root = Path(root)
-        self.images, self.targets = paired_files(root, split, "gtCoarse", "_gtCoarse_labelIds.png", "LostAndFound")
+        self.root, self.split = Path(root), split
+        self.images, self.targets = paired_files(self.root, split, "gtCoarse", "_gtCoarse_labelIds.png", "LostAndFound")
         self._lut = _laf_lut()
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def identity(self, frames: int | None = None) -> dict[str, object]:
+        """What identifies the first ``frames`` frames (all by default), for manifests and in-sample checks."""
+        n = len(self) if frames is None else min(frames, len(self))
+        return {"dataset": "lostandfound", "root": str(self.root.resolve()), "split": self.split, "frames": n}
 
     @property
     def sequences(self) -> list[int]:
@@ -52,23 +59,122 @@ class LostAndFound:
 
 
 class FishyscapesStatic:
-    """Fishyscapes Static: ``<root>/<split>/<name>.jpg`` images and ``<name>.png`` labels (0 / 1 / 255)."""
+    """Fishyscapes Static: targets 0 in-distribution, 1 OoD, 255 void (other label values become void).
 
-    def __init__(self, root: str | Path, split: str = "Static") -> None:
-        folder = require_dir(Path(root) / split, "Fishyscapes folder")
-        self.targets = sorted(folder.glob("*.png"))
-        if not self.targets:
-            raise DatasetError(f"no *.png label files under {folder}")
-        self.images = [t.with_suffix(".jpg") for t in self.targets]
-        missing = [p for p in self.images if not p.is_file()]
-        if missing:
-            raise DatasetError(f"{len(missing)} Fishyscapes image(s) missing, first: {missing[0]}")
+    Three layouts, found in ``<root>/<split>`` or, when that folder does not exist, under ``<root>`` itself:
+
+    * the research code's: ``<name>.png`` labels beside ``<name>.jpg`` images;
+    * ``original/<name>.png`` (or ``.jpg``) images with ``labels/<name>.png`` (a common preprocessed copy);
+    * the authors' release (``fs_val_v1.zip`` … ``fs_val_v3.zip`` from fishyscapes.com, the files the
+      bdl-benchmark ``tfds`` builder reads): flat ``<NNNN>_<cityscapes id>_labels.png`` masks, each with either
+      the blended image ``<NNNN>_<cityscapes id>_rgb.png`` (or ``.jpg``) or the overlay
+      ``<NNNN>_<cityscapes id>_rgb.npz`` (int array ``rgb``, H×W×3) that is added to the Cityscapes validation
+      image ``<cityscapes_root>/leftImg8bit/val/<city>/<cityscapes id>_leftImg8bit.png`` and clipped to 0…255
+      (as the benchmark does); overlays need ``cityscapes_root``; the release may sit in a subfolder.
+
+    The bdl-benchmark's prepared ``tfds`` TFRecords are not read (write their examples out as ``_rgb.png`` /
+    ``_labels.png`` pairs).
+
+    Raises:
+        DatasetError: no folder, no label files, a label without its image (or overlay, or Cityscapes base
+            image), or overlays without ``cityscapes_root``.
+    """
+
+    def __init__(self, root: str | Path, split: str = "Static", *, cityscapes_root: str | Path | None = None) -> None:
+        root = Path(root)
+        folder = root / split
+        if not folder.is_dir():
+            if not root.is_dir() or not any(root.rglob("*_labels.png")):
+                raise DatasetError(f"Fishyscapes folder not found: {folder} (nor *_labels.png files under {root})")
+            folder = root
+        self.folder, self.split = folder, split
+        self.overlays: list[Path | None] = []
+        release = sorted(folder.rglob("*_labels.png"))
+        if (folder / "labels").is_dir() and (folder / "original").is_dir():
+            self.layout = "folders"
+            self.targets = sorted((folder / "labels").glob("*.png"))
+            if not self.targets:
+                raise DatasetError(f"no *.png label files under {folder / 'labels'}")
+            self.images = [_image_for(folder / "original", t.stem) for t in self.targets]
+            self.overlays = [None] * len(self.targets)
+        elif release:
+            self.layout = "release"
+            self.targets = release
+            self.images = [self._release_image(t, cityscapes_root) for t in release]
+        else:
+            self.layout = "research"
+            self.targets = sorted(folder.glob("*.png"))
+            if not self.targets:
+                raise DatasetError(f"no *.png or *_labels.png label files under {folder}")
+            self.images = [t.with_suffix(".jpg") for t in self.targets]
+            self.overlays = [None] * len(self.targets)
+            missing = [p for p in self.images if not p.is_file()]
+            if missing:
+                raise DatasetError(f"{len(missing)} Fishyscapes image(s) missing, first: {missing[0]}")
+
+    def _release_image(self, labels: Path, cityscapes_root: str | Path | None) -> Path:
+        """The image of one release label file (appends its overlay, or None, to ``self.overlays``)."""
+        stem = labels.name.removesuffix("_labels.png")
+        for ext in (".png", ".jpg"):
+            image = labels.with_name(f"{stem}_rgb{ext}")
+            if image.is_file():
+                self.overlays.append(None)
+                return image
+        overlay = labels.with_name(f"{stem}_rgb.npz")
+        if not overlay.is_file():
+            raise DatasetError(f"Fishyscapes image missing for {labels.name}: no {stem}_rgb.png, .jpg or .npz")
+        if cityscapes_root is None:
+            raise DatasetError(f"Fishyscapes overlays ({overlay.name}) are added to Cityscapes validation images: "
+                               "give the Cityscapes root (--cityscapes-root)")  # fmt: skip
+        index, _, cityscapes_id = stem.partition("_")
+        if not index.isdigit() or not cityscapes_id:
+            raise DatasetError(f"{overlay}: expected a name <NNNN>_<cityscapes id>_rgb.npz")
+        city = cityscapes_id.split("_")[0]
+        base = Path(cityscapes_root) / "leftImg8bit" / "val" / city / f"{cityscapes_id}_leftImg8bit.png"
+        if not base.is_file():
+            raise DatasetError(f"Cityscapes base image of {overlay.name} not found: {base}")
+        self.overlays.append(overlay)
+        return base
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def identity(self, frames: int | None = None) -> dict[str, object]:
+        """What identifies the first ``frames`` frames (all by default), for manifests and in-sample checks."""
+        n = len(self) if frames is None else min(frames, len(self))
+        return {"dataset": "fishyscapes", "root": str(self.folder.resolve()), "split": self.split, "frames": n,
+                "layout": self.layout}  # fmt: skip
 
     def __getitem__(self, index: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
         """(H, W, 3) uint8 RGB and (H, W) uint8 target: 0 in-distribution, 1 OoD, 255 void."""
         target = read_label(self.targets[index]).copy()
         target[(target != 0) & (target != 1)] = VOID_LABEL
-        return read_rgb(self.images[index]), target
+        image = read_rgb(self.images[index])
+        overlay_path = self.overlays[index]
+        if overlay_path is not None:
+            image = _blend(image, overlay_path)
+        if image.shape[:2] != target.shape:
+            raise DatasetError(f"{self.targets[index]}: labels {target.shape} and image {image.shape[:2]} differ")
+        return image, target
+
+
+def _image_for(folder: Path, stem: str) -> Path:
+    """``<folder>/<stem>.png`` / ``.jpg`` / ``.jpeg`` (``_labels`` in the stem may read ``_rgb`` or nothing)."""
+    base = stem.removesuffix("_labels")
+    for name in dict.fromkeys((stem, f"{base}_rgb", base)):
+        for ext in (".png", ".jpg", ".jpeg"):
+            if (folder / f"{name}{ext}").is_file():
+                return folder / f"{name}{ext}"
+    raise DatasetError(f"Fishyscapes image missing for label {stem}.png: no {folder / stem}.png, .jpg or .jpeg")
+
+
+def _blend(base: npt.NDArray[np.uint8], overlay_path: Path) -> npt.NDArray[np.uint8]:
+    """``clip(base + overlay, 0, 255)`` with the release's int overlay array ``rgb``."""
+    try:
+        with np.load(overlay_path, allow_pickle=False) as data:
+            overlay = np.asarray(data["rgb"])
+    except (OSError, ValueError, KeyError) as err:
+        raise DatasetError(f"cannot read Fishyscapes overlay {overlay_path}: {err}") from err
+    if overlay.shape != base.shape:
+        raise DatasetError(f"{overlay_path}: overlay {overlay.shape} does not fit its base image {base.shape}")
+    return np.clip(base.astype(np.int32) + overlay.astype(np.int32), 0, 255).astype(np.uint8)

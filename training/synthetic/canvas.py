@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from ..datasets.cityscapes import CITYSCAPES_CLASSES
+
 Color = tuple[float, float, float]  # RGB, 0..255
 FloatImage = npt.NDArray[np.float32]
 
-CLASS_NAMES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)  # fmt: skip
+#: The synthetic world paints Cityscapes' 19 train ids.
+CLASS_NAMES = CITYSCAPES_CLASSES
 (ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, RIDER, CAR, TRUCK, BUS,
  TRAIN, MOTORCYCLE, BICYCLE) = range(19)  # fmt: skip
 #: Label of hazard pixels while a hazard frame is painted (nearer traffic may still cover them).

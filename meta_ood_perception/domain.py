@@ -1,0 +1,404 @@
+"""Domain monitor: tells whether a camera frame comes from the world the bundle was trained and calibrated on.
+
+The anomaly score flags *objects* the network does not know inside a scene it does know. A frame from another world
+altogether (the embedded default bundle, trained only on :mod:`meta_ood_training.synthetic`, looking at a real
+photograph; a real bundle at night, in fog, with a covered or broken camera) makes every later stage meaningless,
+and a brake hint computed on it must not be trusted. The monitor compares a few cheap per-frame statistics with
+their distribution on in-domain frames, recorded in the bundle (``bundle.json``: ``domain``):
+
+* what the network makes of the frame, on the pipeline's metric grid: the mean anomaly score, the mean confidence
+  (largest softmax probability), the fraction of the bottom third predicted as road and of the top third as sky
+  (the class layout of a street scene);
+* low-level statistics of the network input the pipeline already computed (the frame brought to the bundle's input
+  size, un-normalized to RGB in [0, 1]; read at every second pixel): brightness, contrast, sharpness (mean
+  difference of neighbouring pixels: fine texture and sensor noise), colour saturation, the black level (2nd
+  percentile: fog and glare lift it) and the brightness of the top third minus the bottom third (sky above ground).
+
+Calibration (:func:`fit_calibration`) stores per statistic the median m and robust one-sided scales
+``s_low = m − q(p)`` and ``s_high = q(1 − p) − m`` (quantiles q of the calibration frames, p = 1 % by default,
+floored at a per-statistic minimum). A frame's deviation in statistic f is ``(x − m) / s_high`` above the median and
+``(m − x) / s_low`` below; its score is the largest deviation over the statistics divided by the calibrated limit
+T, which is chosen on the calibration frames (``margin`` × their (1 − ``target_rate``) quantile of the largest
+deviation). A frame is in domain while its score is at most 1; the reason of a frame outside names the statistic
+that deviates most, its value and the calibrated range ``[m − T·s_low, m + T·s_high]``.
+
+Everything here is pure numpy on arrays the pipeline already holds, sampled sparsely (well under 1 ms per frame
+whatever the camera size: ``benchmarks/bench_domain.py``, docs/PERFORMANCE.md); no ROS, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+#: Identifies the statistics and the decision rule in ``bundle.json`` (a future rule gets a new name).
+METHOD = "robust-quantile-v1"
+#: Rec. 601 luma weights of R, G, B.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One per-frame statistic of the monitor.
+
+    Attributes:
+        name: key in ``bundle.json`` and :attr:`DomainFeatures.values`.
+        label: what the reason of a frame outside the domain calls it.
+        min_scale: smallest scale the calibration gives it (statistics that hardly vary on in-domain frames, e.g. a
+            fraction that is always 0, would otherwise flag any change), in the statistic's unit.
+        description: definition and unit.
+    """
+
+    name: str
+    label: str
+    min_scale: float
+    description: str
+
+
+STATISTICS: tuple[Statistic, ...] = (
+    Statistic("score_mean", "mean anomaly score", 0.005,
+              "mean anomaly score a = entropy / log C over the metric grid (every second row), in [0, 1]"),
+    Statistic("confidence", "mean confidence", 0.005,
+              "mean largest softmax probability over the metric grid (every 8th row and column), in [1/C, 1]"),
+    Statistic("road_bottom", "road in the bottom third", 0.01,
+              "fraction of the metric grid's bottom third predicted as the road class (every 8th row and column), "
+              "in [0, 1]"),
+    Statistic("sky_top", "sky in the top third", 0.01,
+              "fraction of the metric grid's top third predicted as the sky class (every 8th row and column), in "
+              "[0, 1]"),
+    Statistic("brightness", "brightness", 0.01, "mean luma of the network input, RGB in [0, 1]"),
+    Statistic("contrast", "contrast", 0.005, "standard deviation of the network input's luma, in [0, 0.5]"),
+    Statistic("sharpness", "sharpness", 0.002,
+              "mean absolute luma difference of horizontally and vertically neighbouring pixels (every second "
+              "pixel of the network input), in [0, 2]"),
+    Statistic("saturation", "colour saturation", 0.005, "mean of max(R, G, B) − min(R, G, B) of the network input"),
+    Statistic("sky_minus_ground", "top-minus-bottom brightness", 0.01,
+              "mean luma of the network input's top third minus that of its bottom third, in [−1, 1]"),
+    Statistic("black_level", "black level", 0.01,
+              "2nd percentile of the network input's luma (every 4th row and column), in [0, 1]"),
+)  # fmt: skip
+STATISTIC_NAMES: tuple[str, ...] = tuple(s.name for s in STATISTICS)
+_BY_NAME = {s.name: s for s in STATISTICS}
+
+
+@dataclass(frozen=True)
+class DomainFeatures:
+    """The monitor's statistics of one frame (:data:`STATISTICS`).
+
+    Attributes:
+        values: statistic name → value (float; NaN for a statistic the bundle cannot compute, e.g. ``sky_top``
+            without a sky class).
+    """
+
+    values: dict[str, float]
+
+    def vector(self, names: Sequence[str]) -> npt.NDArray[np.float64]:
+        """(len(names),) float64 values in the order of ``names`` (NaN for a name this frame lacks)."""
+        return np.array([self.values.get(n, math.nan) for n in names], np.float64)
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    """The monitor's decision for one frame.
+
+    Attributes:
+        in_domain: the frame looks like the bundle's calibration frames (always True while the monitor is off).
+        score: largest deviation of a statistic from its calibrated median in units of the calibrated limit: ≤ 1
+            in domain, > 1 outside; 0.0 while the monitor is off.
+        reason: one line; outside the domain it names the statistic, its value and its calibrated range, e.g.
+            "outside the bundle's domain: mean anomaly score 0.62 vs calibrated ≤ 0.21".
+        statistic: name of the statistic that deviates most ("" while the monitor is off).
+        features: the frame's statistics (recorded also while the monitor is off: calibration reads them).
+    """
+
+    in_domain: bool
+    score: float
+    reason: str
+    statistic: str = ""
+    features: DomainFeatures | None = field(default=None, repr=False, compare=False)
+
+
+def monitor_off(
+    features: DomainFeatures | None = None, why: str = "the bundle has no domain calibration"
+) -> DomainStatus:
+    """The status of a frame while the monitor is off: in domain, score 0.0, a reason saying so."""
+    return DomainStatus(True, 0.0, f"domain monitor off: {why}", "", features)
+
+
+def frame_features(
+    network_input: npt.NDArray[np.float32],
+    mean: Sequence[float],
+    std: Sequence[float],
+    probs: npt.NDArray[np.float32],
+    score: npt.NDArray[np.float32],
+    *,
+    road_index: int = -1,
+    sky_index: int = -1,
+) -> DomainFeatures:
+    """The monitor's statistics of one frame, from arrays the pipeline already has.
+
+    Args:
+        network_input: (1, 3, h', w') float32 normalized network input (RGB, ``(pixel / 255 − mean) / std``).
+        mean, std: the bundle's 3 RGB normalization values.
+        probs: (C, h, w) float32 softmax probabilities on the metric grid.
+        score: (h, w) float32 anomaly score on the metric grid, in [0, 1].
+        road_index, sky_index: channels of the road and sky classes (−1: the bundle has none; the statistic is NaN).
+
+    Returns:
+        :class:`DomainFeatures` with every statistic of :data:`STATISTICS`.
+
+    Raises:
+        ValueError: arrays of the wrong rank.
+    """
+    if network_input.ndim != 4 or network_input.shape[:2] != (1, 3):
+        raise ValueError(f"domain monitor: network input must be (1, 3, h, w), got {network_input.shape}")
+    if probs.ndim != 3 or score.ndim != 2:
+        raise ValueError(f"domain monitor: probs must be (C, h, w) and score (h, w), got {probs.shape}, {score.shape}")
+    x = network_input[0, :, ::2, ::2]
+    std_ = np.asarray(std, np.float32)
+    mean_ = np.asarray(mean, np.float32)
+    r, g, b = (x[c] * std_[c] + mean_[c] for c in range(3))  # RGB in [0, 1], half the input resolution
+    luma = _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b
+    third = max(luma.shape[0] // 3, 1)
+    sharpness = float(np.abs(np.diff(luma, axis=1)).mean()) if luma.shape[1] > 1 else 0.0
+    sharpness += float(np.abs(np.diff(luma, axis=0)).mean()) if luma.shape[0] > 1 else 0.0
+    saturation = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+    coarse = luma[::2, ::2].ravel()
+    k = int(0.02 * (coarse.size - 1))
+    black = float(np.partition(coarse, k)[k])
+    sampled = np.ascontiguousarray(probs[:, ::8, ::8])  # every 8th row and column: little memory traffic
+    top = sampled.max(axis=0)  # a class is predicted where its probability is the largest (cheaper than argmax)
+    rows = max(top.shape[0] // 3, 1)
+    values = {
+        "score_mean": float(np.mean(score[::2], dtype=np.float64)),
+        "confidence": float(top.mean(dtype=np.float64)),
+        "road_bottom": float((sampled[road_index, -rows:] >= top[-rows:]).mean()) if road_index >= 0 else math.nan,
+        "sky_top": float((sampled[sky_index, :rows] >= top[:rows]).mean()) if sky_index >= 0 else math.nan,
+        "brightness": float(luma.mean(dtype=np.float64)),
+        "contrast": float(luma.std(dtype=np.float64)),
+        "sharpness": sharpness,
+        "saturation": float(saturation.mean(dtype=np.float64)),
+        "sky_minus_ground": float(luma[:third].mean(dtype=np.float64) - luma[-third:].mean(dtype=np.float64)),
+        "black_level": black,
+    }
+    return DomainFeatures(values)
+
+
+@dataclass(frozen=True)
+class DomainCalibration:
+    """Statistics of in-domain frames and the limit beyond which a frame is outside the domain (module docstring).
+
+    Attributes:
+        statistics: names of the statistics used (a subset of :data:`STATISTIC_NAMES`, in that order).
+        center: per statistic, the median m over the calibration frames.
+        scale_low, scale_high: per statistic, ``max(m − q(p), min_scale)`` and ``max(q(1 − p) − m, min_scale)``.
+        threshold: the limit T on the largest deviation (in scales) of an in-domain frame.
+        quantile: p.
+        frames: number of calibration frames.
+        flagged_fraction: fraction of the calibration frames above the limit (in-sample false alarms).
+        data: what the calibration frames were (builder's description: data set, seeds, counts, sizes, ...).
+        method: :data:`METHOD`.
+    """
+
+    statistics: tuple[str, ...]
+    center: tuple[float, ...]
+    scale_low: tuple[float, ...]
+    scale_high: tuple[float, ...]
+    threshold: float
+    quantile: float
+    frames: int
+    flagged_fraction: float = 0.0
+    data: dict[str, Any] = field(default_factory=dict)
+    method: str = METHOD
+
+    def __post_init__(self) -> None:
+        n = len(self.statistics)
+        if n == 0:
+            raise ValueError("domain calibration needs at least one statistic")
+        unknown = [s for s in self.statistics if s not in _BY_NAME]
+        if unknown:
+            raise ValueError(f"unknown domain statistic(s) {', '.join(map(repr, unknown))} (known: "
+                             f"{', '.join(STATISTIC_NAMES)})")  # fmt: skip
+        if len(set(self.statistics)) != n:
+            raise ValueError(f"domain statistics listed twice: {list(self.statistics)}")
+        for name in ("center", "scale_low", "scale_high"):
+            values = getattr(self, name)
+            if len(values) != n or not all(_finite(v) for v in values):
+                raise ValueError(f"domain {name} needs {n} finite numbers, got {values!r}")
+        if not all(v > 0 for v in (*self.scale_low, *self.scale_high)):
+            raise ValueError("domain scale_low / scale_high must be > 0")
+        if not (_finite(self.threshold) and self.threshold > 0):
+            raise ValueError(f"domain threshold must be a finite number > 0, got {self.threshold!r}")
+        if not (_finite(self.quantile) and 0.0 <= self.quantile < 0.5):
+            raise ValueError(f"domain quantile must lie in [0, 0.5), got {self.quantile!r}")
+        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 1:
+            raise ValueError(f"domain frames must be a positive integer, got {self.frames!r}")
+        if not (_finite(self.flagged_fraction) and 0.0 <= self.flagged_fraction <= 1.0):
+            raise ValueError(f"domain flagged_fraction must lie in [0, 1], got {self.flagged_fraction!r}")
+        if self.method != METHOD:
+            raise ValueError(f"domain method {self.method!r} is not known to this code (reads {METHOD!r})")
+        if not isinstance(self.data, dict):
+            raise ValueError("domain data must be an object")
+        object.__setattr__(self, "statistics", tuple(self.statistics))
+        for name in ("center", "scale_low", "scale_high"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        object.__setattr__(self, "threshold", float(self.threshold))
+        object.__setattr__(self, "quantile", float(self.quantile))
+        object.__setattr__(self, "flagged_fraction", float(self.flagged_fraction))
+
+    def limits(self, statistic: str) -> tuple[float, float]:
+        """The calibrated in-domain range (low, high) of ``statistic``: ``m − T·s_low``, ``m + T·s_high``."""
+        i = self.statistics.index(statistic)
+        return self.center[i] - self.threshold * self.scale_low[i], self.center[i] + self.threshold * self.scale_high[i]
+
+    def deviations(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """(..., F) deviations in scales (0 at the median) of (..., F) statistic values in :attr:`statistics`
+        order; NaN values give +inf (a statistic that cannot be computed is not in domain)."""
+        center = np.asarray(self.center, np.float64)
+        up = (values - center) / np.asarray(self.scale_high)
+        down = (center - values) / np.asarray(self.scale_low)
+        dev = np.maximum(up, down)
+        return np.where(np.isnan(dev), np.inf, dev)
+
+    def check(self, features: DomainFeatures) -> DomainStatus:
+        """The decision for one frame (see the module docstring)."""
+        values = features.vector(self.statistics)
+        dev = self.deviations(values)
+        worst = int(np.argmax(dev))
+        score = float(dev[worst] / self.threshold)
+        name = self.statistics[worst]
+        if score <= 1.0:
+            return DomainStatus(True, score, f"in domain (largest deviation {score:.2f} of the calibrated limit, "
+                                f"{_BY_NAME[name].label})", name, features)  # fmt: skip
+        label, value = _BY_NAME[name].label, float(values[worst])
+        low, high = self.limits(name)
+        if math.isnan(value):
+            what = f"{label} cannot be computed"
+        elif value > high:
+            what = f"{label} {_fmt(value)} vs calibrated ≤ {_fmt(high)}"
+        else:
+            what = f"{label} {_fmt(value)} vs calibrated ≥ {_fmt(low)}"
+        return DomainStatus(False, score, f"outside the bundle's domain: {what}", name, features)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object stored as ``bundle.json`` ``domain`` (per statistic: median, scales, calibrated range)."""
+        return {
+            "method": self.method,
+            "threshold": self.threshold,
+            "quantile": self.quantile,
+            "frames": self.frames,
+            "flagged_fraction": self.flagged_fraction,
+            "statistics": {
+                name: {
+                    "center": self.center[i], "scale_low": self.scale_low[i], "scale_high": self.scale_high[i],
+                    "range": list(self.limits(name)), "description": _BY_NAME[name].description,
+                }
+                for i, name in enumerate(self.statistics)
+            },
+            "data": dict(self.data),
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> DomainCalibration:
+        """Parse :meth:`to_dict`'s object (``range`` and ``description`` are informative and ignored).
+
+        Raises:
+            ValueError: one line naming the missing or bad field.
+        """
+        if not isinstance(obj, Mapping):
+            raise ValueError(f"domain calibration must be an object, got {type(obj).__name__}")
+        for key in ("method", "threshold", "quantile", "frames", "statistics"):
+            if key not in obj:
+                raise ValueError(f"domain calibration: missing field {key!r}")
+        stats = obj["statistics"]
+        if not isinstance(stats, Mapping) or not stats:
+            raise ValueError("domain calibration: 'statistics' must be a non-empty object")
+        names, center, low, high = [], [], [], []
+        for name, entry in stats.items():
+            if not isinstance(entry, Mapping) or not all(k in entry for k in ("center", "scale_low", "scale_high")):
+                raise ValueError(f"domain calibration: statistic {name!r} needs center, scale_low and scale_high")
+            for key in ("center", "scale_low", "scale_high"):
+                if not _finite(entry[key]):
+                    raise ValueError(f"domain calibration: {name}.{key} must be a finite number, got {entry[key]!r}")
+            names.append(str(name))
+            center.append(float(entry["center"]))
+            low.append(float(entry["scale_low"]))
+            high.append(float(entry["scale_high"]))
+        for key in ("threshold", "quantile", "flagged_fraction"):
+            if key in obj and not _finite(obj[key]):
+                raise ValueError(f"domain calibration: {key} must be a finite number, got {obj[key]!r}")
+        data = obj.get("data", {})
+        if not isinstance(data, Mapping):
+            raise ValueError("domain calibration: 'data' must be an object")
+        return cls(
+            statistics=tuple(names), center=tuple(center), scale_low=tuple(low), scale_high=tuple(high),
+            threshold=float(obj["threshold"]), quantile=float(obj["quantile"]), frames=obj["frames"],
+            flagged_fraction=float(obj.get("flagged_fraction", 0.0)), data=dict(data), method=obj["method"],
+        )  # fmt: skip
+
+
+def fit_calibration(
+    values: npt.ArrayLike,
+    statistics: Sequence[str] = STATISTIC_NAMES,
+    *,
+    quantile: float = 0.01,
+    target_rate: float = 0.005,
+    margin: float = 1.25,
+    data: Mapping[str, Any] | None = None,
+) -> DomainCalibration:
+    """Calibrate the monitor on the statistics of in-domain frames.
+
+    Args:
+        values: (N, F) statistic values of N in-domain frames, columns in the order of ``statistics``.
+        statistics: the F statistic names; a column with a non-finite value (e.g. ``sky_top`` for a bundle without
+            a sky class) is left out of the calibration.
+        quantile: p of the robust scales (module docstring).
+        target_rate: fraction of calibration frames allowed beyond ``threshold / margin``.
+        margin: factor on that quantile of the largest deviation (headroom for in-domain frames the calibration did
+            not see); the limit T is never below 1 (never tighter than the [q(p), q(1 − p)] band).
+        data: the builder's description of the frames, stored with the calibration.
+
+    Raises:
+        ValueError: fewer than 20 frames, a wrong shape, an unknown statistic, bad p / rate / margin.
+    """
+    x = np.asarray(values, np.float64)
+    names = list(statistics)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(f"domain calibration: values must be (N, {len(names)}), got {x.shape}")
+    if x.shape[0] < 20:
+        raise ValueError(f"domain calibration needs at least 20 in-domain frames, got {x.shape[0]}")
+    if not 0.0 <= quantile < 0.5 or not 0.0 < target_rate < 1.0 or not margin >= 1.0:
+        raise ValueError(f"domain calibration: need 0 <= quantile < 0.5, 0 < target_rate < 1, margin >= 1; got "
+                         f"{quantile}, {target_rate}, {margin}")  # fmt: skip
+    unknown = [n for n in names if n not in _BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown domain statistic(s) {', '.join(unknown)}")
+    keep = [j for j in range(len(names)) if np.isfinite(x[:, j]).all()]
+    if not keep:
+        raise ValueError("domain calibration: no statistic is finite on every calibration frame")
+    x = x[:, keep]
+    kept = [names[j] for j in keep]
+    floors = np.array([_BY_NAME[n].min_scale for n in kept])
+    center = np.median(x, axis=0)
+    low = np.maximum(center - np.quantile(x, quantile, axis=0), floors)
+    high = np.maximum(np.quantile(x, 1.0 - quantile, axis=0) - center, floors)
+    probe = DomainCalibration(tuple(kept), tuple(center), tuple(low), tuple(high), 1.0, quantile, int(x.shape[0]))
+    worst = probe.deviations(x).max(axis=1)
+    threshold = max(1.0, margin * float(np.quantile(worst, 1.0 - target_rate)))
+    return DomainCalibration(
+        tuple(kept), tuple(center), tuple(low), tuple(high), threshold, quantile, int(x.shape[0]),
+        float(np.mean(worst > threshold)), dict(data or {}),
+    )  # fmt: skip
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 0.01 and value != 0 else f"{value:.2f}"
