@@ -9,7 +9,9 @@ consecutive frames without a hit (hysteresis: a hazard that flickers out for a f
 ``risk`` in [0, 1] = (hits in the window / n) × the confidence of the strongest hazard seen in the window, where a
 component's confidence is (1 − P(false positive)) × min(1, corridor area / ``full_risk_area_px``). The hint also has
 an explicit fail-safe state: :meth:`BrakeHintPolicy.unavailable` (perception down) gives ``available=False`` —
-consumers must treat it as "no information", never as "no hazard".
+consumers must treat it as "no information", never as "no hazard". :meth:`BrakeHintPolicy.hold` answers a frame
+that is no evidence either way (the pipeline's frames outside the bundle's domain, before they make the hint
+unavailable): the history does not advance and the previous state is repeated.
 """
 
 from __future__ import annotations
@@ -206,6 +208,15 @@ class BrakeHintPolicy:
         else:
             reason = "clear: no anomaly"
         return BrakeHint(self._active, float(min(max(risk, 0.0), 1.0)), reason, True, hit, hits, ids)
+
+    def hold(self, reason: str) -> BrakeHint:
+        """The hint for a frame that adds no evidence either way (e.g. one the domain monitor puts outside the
+        bundle's domain): the history does not advance — no hit, no step towards release — and the previous
+        frame's state is repeated (an active hint stays active, an inactive one inactive), with ``reason``."""
+        hits = sum(h for h, _ in self._window)
+        risk = hits / self.config.persistence_n * max((c for _, c in self._window), default=0.0)
+        state = "brake (held)" if self._active else "clear (held)"
+        return BrakeHint(self._active, float(min(max(risk, 0.0), 1.0)), f"{state}: {reason}", True, False, hits)
 
     def unavailable(self, reason: str, *, reset: bool = True) -> BrakeHint:
         """Fail-safe hint for a frame perception could not process.

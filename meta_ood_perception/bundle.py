@@ -43,11 +43,15 @@ SCHEMA_VERSION = 2
 #: Components with a meta-classifier P(false positive) at or above this are removed, unless the bundle says otherwise.
 DEFAULT_MAX_P_FALSE_POSITIVE = 0.5
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "data" / "default_bundle"
+#: Logged once by the node and by replay / demo when they load the embedded default bundle.
+DEFAULT_BUNDLE_WARNING = (
+    "the embedded default bundle is a demonstrator trained only on the synthetic world of meta_ood_training.synthetic: "
+    "on real camera images its anomaly score and its brake hint mean nothing (its domain monitor makes the brake hint "
+    "unavailable on frames outside that world); give the node a bundle trained on real data (parameter bundle)"
+)
 MANIFEST = "bundle.json"
 META_CLASSIFIER_FILE = "meta_classifier.json"
 LOG = logging.getLogger(__name__)
-#: Bundle directories already warned about (no domain calibration): the warning comes once per process.
-_WARNED_NO_DOMAIN: set[Path] = set()
 
 
 class BundleError(ValueError):
@@ -249,10 +253,7 @@ def load_bundle(path: str | Path) -> Bundle:
             raise BundleError(f"{manifest_path}: model file for {role!r} missing: {file}")
         if name not in checksums:
             raise BundleError(f"{manifest_path}: model file {name!r} has no checksum")
-    domain = _domain(manifest.get("domain"), manifest_path)
-    if domain is None and root.resolve() not in _WARNED_NO_DOMAIN:
-        _WARNED_NO_DOMAIN.add(root.resolve())
-        LOG.warning("bundle %s has no domain calibration ('domain' in bundle.json): its domain monitor is off", root)
+    domain = _domain(manifest.get("domain"), manifest_path)  # None: the pipeline says once that the monitor is off
     if manifest["meta_classifier"] is None:
         return Bundle(root, manifest, None, domain)
     if not isinstance(manifest["meta_classifier"], str):

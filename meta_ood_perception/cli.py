@@ -14,9 +14,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .bundle import DEFAULT_MAX_P_FALSE_POSITIVE
 from .reports import first_line, write_json
+from .scores import DEFAULT_THRESHOLD
 
 LOG = logging.getLogger("meta_ood")
+#: Frame size (H, W) of synthetic data sets and drives when no size is given (the synthetic world's default).
+SYNTHETIC_SIZE = (256, 512)
+#: Frames of ``--dataset synthetic`` when ``--frames`` is not given.
+SYNTHETIC_FRAMES = 100
 TRAINING_HINT = "pip install 'meta_ood_perception[training]' (torch==2.13.0, scikit-learn, matplotlib, tqdm)"
 
 
@@ -146,9 +152,9 @@ def cmd_make_bundle(args: argparse.Namespace) -> None:
     as a bundle; validates it by loading it and running one frame."""
     _training()
     from meta_ood_training.make_bundle import (
+        DEFAULT_CALIBRATION_FRAMES,
         DEFAULT_INPUT_SIZE,
-        calibration_available,
-        calibration_frames,
+        check_calibration,
         class_names_for,
         load_meta,
         load_network,
@@ -157,11 +163,9 @@ def cmd_make_bundle(args: argparse.Namespace) -> None:
     )
 
     calibration = parse_calibration(args.calibration)
-    if calibration.kind != "none":  # a missing folder or too few frames fail now, not after the export
-        calibration_frames(calibration, (256, 512), args.calibration_frames)
-    if calibration.kind != "none" and not calibration_available():
-        raise CLIError(f"--calibration {args.calibration}: calibration not available yet "
-                       "(meta_ood_training.domain_calibration is missing); use --calibration none")  # fmt: skip
+    frames = DEFAULT_CALIBRATION_FRAMES if args.calibration_frames is None else args.calibration_frames
+    if calibration.kind not in ("none", "auto"):  # a missing folder or too few frames fail before the checkpoint is
+        check_calibration(calibration, frames)  # read (auto needs it: make_bundle resolves and checks it then)
     elif calibration.kind == "none":
         LOG.info("make-bundle: --calibration none: the bundle carries no in-domain statistics for the domain monitor")
     options = {"width": args.model_width} if args.model_width else None
@@ -173,7 +177,7 @@ def cmd_make_bundle(args: argparse.Namespace) -> None:
         network, args.out, class_names=names, input_size=input_size,
         metric_size=tuple(args.metric_size) if args.metric_size else None, threshold=args.threshold,
         meta=meta, max_p_false_positive=args.max_p_false_positive, calibration=calibration,
-        calibration_frame_count=args.calibration_frames,
+        calibration_frame_count=frames,
     )  # fmt: skip
     LOG.info("bundle %s: %s from %s (%s), %s -> %s", bundle.root, network.architecture, args.checkpoint,
              network.source["format"], f"{bundle.meta_classifier.kind} meta classifier, cut "
@@ -200,8 +204,8 @@ def _dataset(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
     if args.dataset == "synthetic":
         from meta_ood_training.synthetic import SyntheticWorld
 
-        size = getattr(args, "size", None) or (256, 512)
-        return SyntheticWorld("hazard", args.seed, args.frames or 100, size[0], size[1]), None
+        size = getattr(args, "size", None) or SYNTHETIC_SIZE
+        return SyntheticWorld("hazard", args.seed, args.frames or SYNTHETIC_FRAMES, size[0], size[1]), None
     if args.root is None:
         raise CLIError(f"--root is required for --dataset {args.dataset}")
     from meta_ood_training.datasets import FishyscapesStatic, LostAndFound
@@ -284,36 +288,37 @@ def cmd_export_onnx(args: argparse.Namespace) -> None:
     """Export a checkpoint (or a bundle's network) to ONNX, optionally with softmax and heat maps in the graph."""
     _training()
     from meta_ood_perception.bundle import load_bundle
-    from meta_ood_training.export import export_onnx, model_from_bundle, model_from_checkpoint
+    from meta_ood_training.export import export_onnx, model_from_bundle
+    from meta_ood_training.make_bundle import load_network
+    from meta_ood_training.packaging import ONNX_FILE, export_into_bundle
 
     if (args.checkpoint is None) == (args.bundle is None):
-        raise CLIError("give exactly one of --checkpoint (with --architecture) or --bundle")
-    register = False
+        raise CLIError("give exactly one of --checkpoint or --bundle")
     if args.bundle is not None:
         bundle = load_bundle(args.bundle)
-        model, num_classes = model_from_bundle(bundle)
+        out = Path(args.out) if args.out is not None else bundle.root / ONNX_FILE
         height, width = args.input_size or bundle.input_size
-        register = bundle.root.resolve() in Path(args.out).resolve().parents
-        if register and not args.dynamic and (height, width) != bundle.input_size:
-            raise CLIError(f"--input-size {height} {width}: a graph registered in the bundle must take its input "
-                           f"size {bundle.input_size[0]}×{bundle.input_size[1]} (or --dynamic); write it outside "
-                           f"{bundle.root} instead")  # fmt: skip
+        if bundle.root.resolve() in out.resolve().parents:
+            if not args.dynamic and (height, width) != bundle.input_size:
+                raise CLIError(f"--input-size {height} {width}: a graph registered in the bundle must take its "
+                               f"input size {bundle.input_size[0]}×{bundle.input_size[1]} (or --dynamic); write it "
+                               f"outside {bundle.root} instead")  # fmt: skip
+            export_into_bundle(bundle, out, height=height, width=width, dynamic=args.dynamic, heatmaps=args.heatmaps,
+                               opset=args.opset)  # fmt: skip
+            LOG.info("registered %s as the bundle's ONNX graph (bundle.json: model file and SHA-256)", out)
+            return
+        model, num_classes = model_from_bundle(bundle)
     else:
-        if args.architecture is None:
-            raise CLIError("--checkpoint needs --architecture")
-        options = {"width": args.model_width} if args.model_width else {}
-        model = model_from_checkpoint(args.checkpoint, args.architecture, args.num_classes, **options)
-        num_classes = args.num_classes
+        if args.out is None:
+            raise CLIError("--checkpoint needs --out FILE.onnx (only --bundle has a default: <bundle>/model.onnx)")
         if args.input_size is None:
             raise CLIError("--checkpoint needs --input-size H W (the size used for the trace; see --dynamic)")
+        options = {"width": args.model_width} if args.model_width else None
+        network = load_network(args.checkpoint, args.architecture, args.num_classes, options)
+        model, num_classes, out = network.model, network.num_classes, Path(args.out)
         height, width = args.input_size
-    export_onnx(model, args.out, num_classes=num_classes, height=height, width=width, dynamic=args.dynamic,
+    export_onnx(model, out, num_classes=num_classes, height=height, width=width, dynamic=args.dynamic,
                 heatmaps=args.heatmaps, opset=args.opset)  # fmt: skip
-    if register:
-        from meta_ood_training.packaging import register_model_file
-
-        register_model_file(args.bundle, "onnx", args.out)
-        LOG.info("registered %s as the bundle's ONNX graph (bundle.json: model file and SHA-256)", args.out)
 
 
 def cmd_build_engine(args: argparse.Namespace) -> None:
@@ -434,10 +439,12 @@ def _add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=("lostandfound", "fishyscapes", "synthetic"), required=True)
     p.add_argument("--root", type=Path, default=None, help="dataset root (real datasets)")
     p.add_argument("--split", default=None, help="dataset split (LostAndFound: test; Fishyscapes: Static)")
-    p.add_argument("--frames", type=int, default=None, help="use only the first N frames (synthetic: default 100)")
+    p.add_argument(
+        "--frames", type=int, default=None, help=f"use only the first N frames (synthetic: default {SYNTHETIC_FRAMES})"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                   help="synthetic frame size, pixels (default 256 512)")  # fmt: skip
+                   help=f"synthetic frame size, pixels (default {SYNTHETIC_SIZE[0]} {SYNTHETIC_SIZE[1]})")  # fmt: skip
     p.add_argument("--cityscapes-root", type=Path, default=None,
                    help="Cityscapes root for Fishyscapes release overlays (*_rgb.npz on leftImg8bit/val)")  # fmt: skip
 
@@ -517,13 +524,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="metric grid of score, components, meta classifier, brake (default: the input size)",
     )
-    mb.add_argument("--threshold", type=float, default=0.7, help="anomaly threshold t (default 0.7)")
-    mb.add_argument("--max-p-false-positive", type=float, default=0.5,
-                    help="meta-classifier cut: components with P(false positive) >= it are removed")  # fmt: skip
-    mb.add_argument("--calibration", default="none",
-                    help="domain-monitor calibration frames: none (default), synthetic[:SEED] or "
-                    "cityscapes:ROOT[:SPLIT] (split default val)")  # fmt: skip
-    mb.add_argument("--calibration-frames", type=int, default=100, help="calibration frames (default 100)")
+    mb.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                    help="anomaly threshold t (default %(default)s)")  # fmt: skip
+    mb.add_argument("--max-p-false-positive", type=float, default=DEFAULT_MAX_P_FALSE_POSITIVE,
+                    help="meta-classifier cut: components with P(false positive) >= it are removed (default "
+                    "%(default)s)")  # fmt: skip
+    mb.add_argument("--calibration", default="auto",
+                    help="domain-monitor calibration frames: auto (default: Cityscapes val of the train-ood "
+                    "checkpoint's cityscapes_root when it has at least 20 images, else none with a warning), none, "
+                    "synthetic[:SEED] or cityscapes:ROOT[:SPLIT] (split default val; frames evenly spaced over "
+                    "it)")  # fmt: skip
+    mb.add_argument(
+        "--calibration-frames", type=int, default=None, help="calibration frames, at least 20 (default 100)"
+    )
     mb.set_defaults(func=cmd_make_bundle)
 
     train_ood = sub.add_parser("train-ood", help=cmd_train_ood.__doc__)
@@ -550,17 +563,18 @@ def build_parser() -> argparse.ArgumentParser:
     bdb.add_argument("--smoke", action="store_true", help="tiny, fast run that checks the pipeline only")
     bdb.set_defaults(func=cmd_build_default_bundle)
     exp = sub.add_parser("export-onnx", help=cmd_export_onnx.__doc__)
-    exp.add_argument("--checkpoint", type=Path, help="model weights: .safetensors or a torch checkpoint (weights only)")
-    exp.add_argument("--architecture", help="deeplabv3plus_wrn38, deeplabv3plus_resnet18 or deeplabv3plus_light")
-    exp.add_argument("--num-classes", type=int, default=19, help="output classes of the checkpoint")
+    exp.add_argument("--checkpoint", type=Path,
+                     help="network weights: a train-ood checkpoint, the published {'state_dict': ...} .pth, a state "
+                     "dict or .safetensors (read with weights only)")  # fmt: skip
+    exp.add_argument("--architecture", default=None,
+                     help="deeplabv3plus_wrn38, deeplabv3plus_resnet18 or deeplabv3plus_light (default: the "
+                     "train-ood checkpoint's)")  # fmt: skip
+    exp.add_argument("--num-classes", type=int, default=None, help="output classes (default: the checkpoint's, or 19)")
     exp.add_argument("--model-width", type=int, default=None, help="width option of deeplabv3plus_light")
     exp.add_argument("--bundle", help="export the network of a bundle instead (a folder or 'default')")
-    exp.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="output .onnx file; inside the --bundle folder it becomes the bundle's ONNX graph",
-    )
+    exp.add_argument("--out", type=Path, default=None,
+                     help="output .onnx file (with --bundle default <bundle>/model.onnx); inside the --bundle folder "
+                     "it becomes the bundle's ONNX graph")  # fmt: skip
     exp.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input height and width, pixels")
     exp.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     exp.add_argument("--heatmaps", action="store_true", help="also output probs, score, E, D, V, argmax")
@@ -602,7 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("meta_ood_demo"), help="output folder (default meta_ood_demo)")
     demo.add_argument("--seed", type=int, default=2024, help="seed of the synthetic drive")
     demo.add_argument("--frames", type=int, default=200, help="frames in the drive (10 per second)")
-    demo.add_argument("--size", type=int, nargs=2, default=[256, 512], metavar=("H", "W"), help="camera resolution")
+    demo.add_argument("--size", type=int, nargs=2, default=list(SYNTHETIC_SIZE), metavar=("H", "W"),
+                      help="camera resolution (default %(default)s)")  # fmt: skip
     demo.add_argument("--bundle", default="default", help="bundle directory or 'default'")
     demo.add_argument("--backend", default="onnxruntime", help="onnxruntime, torch or tensorrt")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")

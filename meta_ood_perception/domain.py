@@ -12,15 +12,26 @@ their distribution on in-domain frames, recorded in the bundle (``bundle.json``:
 * low-level statistics of the network input the pipeline already computed (the frame brought to the bundle's input
   size, un-normalized to RGB in [0, 1]; read at every second pixel): brightness, contrast, sharpness (mean
   difference of neighbouring pixels: fine texture and sensor noise), colour saturation, the black level (2nd
-  percentile: fog and glare lift it) and the brightness of the top third minus the bottom third (sky above ground).
+  percentile: fog and glare lift it), the brightness of the top third minus the bottom third (sky above ground) and
+  the noise floor (median second difference of neighbouring pixels: the camera's sensor noise, which darkening or
+  fogging a frame after capture, blur and lowered contrast shrink and added noise raises, while the scene's content
+  moves it little; a camera that is really in the dark keeps or gains its noise).
+
+The noise floor depends on how much the resize to the network input averages (or, for a frame smaller than the
+network input, interpolates) the camera's pixels: it is *scale-dependent*. The calibration records the range of the
+linear scale factor frame → network input of its frames (``scale_range``), and a scale-dependent statistic is
+compared only for frames whose factor lies within that range widened by :data:`SCALE_TOLERANCE` (for the default
+bundle, calibrated on 256×512 and 512×1024 frames: 2:1 cameras from about 170×340 to 768×1536); for other sizes it
+is left out of the decision rather than flag a camera size the calibration never saw.
 
 Calibration (:func:`fit_calibration`) stores per statistic the median m and robust one-sided scales
 ``s_low = m − q(p)`` and ``s_high = q(1 − p) − m`` (quantiles q of the calibration frames, p = 1 % by default,
 floored at a per-statistic minimum). A frame's deviation in statistic f is ``(x − m) / s_high`` above the median and
-``(m − x) / s_low`` below; its score is the largest deviation over the statistics divided by the calibrated limit
-T, which is chosen on the calibration frames (``margin`` × their (1 − ``target_rate``) quantile of the largest
-deviation). A frame is in domain while its score is at most 1; the reason of a frame outside names the statistic
-that deviates most, its value and the calibrated range ``[m − T·s_low, m + T·s_high]``.
+``(m − x) / s_low`` below (both sides are limited: a frame too dark is as foreign as one too bright); its score is
+the largest deviation over the statistics divided by the calibrated limit T, which is chosen on the calibration
+frames (``margin`` × their (1 − ``target_rate``) quantile of the largest deviation). A frame is in domain while its
+score is at most 1; the reason of a frame outside names the statistic that deviates most, its value and the
+calibrated range ``[m − T·s_low, m + T·s_high]``.
 
 Everything here is pure numpy on arrays the pipeline already holds, sampled sparsely (well under 1 ms per frame
 whatever the camera size: ``benchmarks/bench_domain.py``, docs/PERFORMANCE.md); no ROS, no torch.
@@ -40,6 +51,9 @@ import numpy.typing as npt
 METHOD = "robust-quantile-v1"
 #: Rec. 601 luma weights of R, G, B.
 _LUMA = (0.299, 0.587, 0.114)
+#: A scale-dependent statistic (:attr:`Statistic.scale_dependent`) is compared only for frames whose scale factor
+#: (frame → network input) lies within the calibration's ``scale_range`` widened by this factor on either side.
+SCALE_TOLERANCE = 1.5
 
 
 @dataclass(frozen=True)
@@ -52,12 +66,15 @@ class Statistic:
         min_scale: smallest scale the calibration gives it (statistics that hardly vary on in-domain frames, e.g. a
             fraction that is always 0, would otherwise flag any change), in the statistic's unit.
         description: definition and unit.
+        scale_dependent: its in-domain value depends on the frame's size relative to the network input (compared
+            only for frames of a calibrated scale, see the module docstring).
     """
 
     name: str
     label: str
     min_scale: float
     description: str
+    scale_dependent: bool = False
 
 
 STATISTICS: tuple[Statistic, ...] = (
@@ -81,6 +98,10 @@ STATISTICS: tuple[Statistic, ...] = (
               "mean luma of the network input's top third minus that of its bottom third, in [−1, 1]"),
     Statistic("black_level", "black level", 0.01,
               "2nd percentile of the network input's luma (every 4th row and column), in [0, 1]"),
+    Statistic("noise_floor", "noise floor", 0.001,
+              "median absolute second difference |l(x−2) − 2 l(x) + l(x+2)| of the network input's luma along its "
+              "rows (every 4th row, every second pixel), in [0, 2]; compared only for frames of a calibrated scale",
+              scale_dependent=True),
 )  # fmt: skip
 STATISTIC_NAMES: tuple[str, ...] = tuple(s.name for s in STATISTICS)
 _BY_NAME = {s.name: s for s in STATISTICS}
@@ -93,9 +114,12 @@ class DomainFeatures:
     Attributes:
         values: statistic name → value (float; NaN for a statistic the bundle cannot compute, e.g. ``sky_top``
             without a sky class).
+        scale: linear scale factor from the frame to the network input, ``sqrt(H·W / (h'·w'))`` (> 1: the resize
+            shrinks the frame); NaN when unknown (scale-dependent statistics are then always compared).
     """
 
     values: dict[str, float]
+    scale: float = math.nan
 
     def vector(self, names: Sequence[str]) -> npt.NDArray[np.float64]:
         """(len(names),) float64 values in the order of ``names`` (NaN for a name this frame lacks)."""
@@ -139,6 +163,7 @@ def frame_features(
     *,
     road_index: int = -1,
     sky_index: int = -1,
+    frame_size: tuple[int, int] | None = None,
 ) -> DomainFeatures:
     """The monitor's statistics of one frame, from arrays the pipeline already has.
 
@@ -148,6 +173,8 @@ def frame_features(
         probs: (C, h, w) float32 softmax probabilities on the metric grid.
         score: (h, w) float32 anomaly score on the metric grid, in [0, 1].
         road_index, sky_index: channels of the road and sky classes (−1: the bundle has none; the statistic is NaN).
+        frame_size: (H, W) of the camera frame the network input was made from (gives
+            :attr:`DomainFeatures.scale`; None: unknown).
 
     Returns:
         :class:`DomainFeatures` with every statistic of :data:`STATISTICS`.
@@ -171,22 +198,29 @@ def frame_features(
     coarse = luma[::2, ::2].ravel()
     k = int(0.02 * (coarse.size - 1))
     black = float(np.partition(coarse, k)[k])
+    rows = luma[::2]
+    second = np.abs(rows[:, 2:] - 2 * rows[:, 1:-1] + rows[:, :-2]).ravel() if rows.shape[1] > 2 else np.zeros(1)
+    noise = float(np.partition(second, second.size // 2)[second.size // 2])
     sampled = np.ascontiguousarray(probs[:, ::8, ::8])  # every 8th row and column: little memory traffic
     top = sampled.max(axis=0)  # a class is predicted where its probability is the largest (cheaper than argmax)
-    rows = max(top.shape[0] // 3, 1)
+    band = max(top.shape[0] // 3, 1)
     values = {
         "score_mean": float(np.mean(score[::2], dtype=np.float64)),
         "confidence": float(top.mean(dtype=np.float64)),
-        "road_bottom": float((sampled[road_index, -rows:] >= top[-rows:]).mean()) if road_index >= 0 else math.nan,
-        "sky_top": float((sampled[sky_index, :rows] >= top[:rows]).mean()) if sky_index >= 0 else math.nan,
+        "road_bottom": float((sampled[road_index, -band:] >= top[-band:]).mean()) if road_index >= 0 else math.nan,
+        "sky_top": float((sampled[sky_index, :band] >= top[:band]).mean()) if sky_index >= 0 else math.nan,
         "brightness": float(luma.mean(dtype=np.float64)),
         "contrast": float(luma.std(dtype=np.float64)),
         "sharpness": sharpness,
         "saturation": float(saturation.mean(dtype=np.float64)),
         "sky_minus_ground": float(luma[:third].mean(dtype=np.float64) - luma[-third:].mean(dtype=np.float64)),
         "black_level": black,
+        "noise_floor": noise,
     }
-    return DomainFeatures(values)
+    scale = math.nan
+    if frame_size is not None:
+        scale = math.sqrt(frame_size[0] * frame_size[1] / (network_input.shape[2] * network_input.shape[3]))
+    return DomainFeatures(values, scale)
 
 
 @dataclass(frozen=True)
@@ -203,6 +237,9 @@ class DomainCalibration:
         flagged_fraction: fraction of the calibration frames above the limit (in-sample false alarms).
         data: what the calibration frames were (builder's description: data set, seeds, counts, sizes, ...).
         method: :data:`METHOD`.
+        scale_range: (smallest, largest) scale factor frame → network input of the calibration frames
+            (:attr:`DomainFeatures.scale`); scale-dependent statistics are compared only for frames within it,
+            widened by :data:`SCALE_TOLERANCE`. None (calibrations written before it existed): always compared.
     """
 
     statistics: tuple[str, ...]
@@ -215,6 +252,7 @@ class DomainCalibration:
     flagged_fraction: float = 0.0
     data: dict[str, Any] = field(default_factory=dict)
     method: str = METHOD
+    scale_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.statistics)
@@ -244,6 +282,12 @@ class DomainCalibration:
             raise ValueError(f"domain method {self.method!r} is not known to this code (reads {METHOD!r})")
         if not isinstance(self.data, dict):
             raise ValueError("domain data must be an object")
+        if self.scale_range is not None:
+            pair = tuple(self.scale_range)
+            if len(pair) != 2 or not all(_finite(v) and v > 0 for v in pair) or pair[0] > pair[1]:
+                raise ValueError(f"domain scale_range must be two finite numbers 0 < low <= high, got "
+                                 f"{self.scale_range!r}")  # fmt: skip
+            object.__setattr__(self, "scale_range", (float(pair[0]), float(pair[1])))
         object.__setattr__(self, "statistics", tuple(self.statistics))
         for name in ("center", "scale_low", "scale_high"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
@@ -255,6 +299,15 @@ class DomainCalibration:
         """The calibrated in-domain range (low, high) of ``statistic``: ``m − T·s_low``, ``m + T·s_high``."""
         i = self.statistics.index(statistic)
         return self.center[i] - self.threshold * self.scale_low[i], self.center[i] + self.threshold * self.scale_high[i]
+
+    def compared(self, scale: float) -> tuple[bool, ...]:
+        """Per statistic of :attr:`statistics`, whether it is compared for a frame of this scale factor (False only
+        for a scale-dependent statistic and a known scale outside the widened :attr:`scale_range`)."""
+        if self.scale_range is None or math.isnan(scale):
+            return (True,) * len(self.statistics)
+        low, high = self.scale_range[0] / SCALE_TOLERANCE, self.scale_range[1] * SCALE_TOLERANCE
+        inside = low <= scale <= high
+        return tuple(inside or not _BY_NAME[name].scale_dependent for name in self.statistics)
 
     def deviations(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """(..., F) deviations in scales (0 at the median) of (..., F) statistic values in :attr:`statistics`
@@ -268,7 +321,7 @@ class DomainCalibration:
     def check(self, features: DomainFeatures) -> DomainStatus:
         """The decision for one frame (see the module docstring)."""
         values = features.vector(self.statistics)
-        dev = self.deviations(values)
+        dev = np.where(self.compared(features.scale), self.deviations(values), 0.0)
         worst = int(np.argmax(dev))
         score = float(dev[worst] / self.threshold)
         name = self.statistics[worst]
@@ -293,6 +346,7 @@ class DomainCalibration:
             "quantile": self.quantile,
             "frames": self.frames,
             "flagged_fraction": self.flagged_fraction,
+            "scale_range": None if self.scale_range is None else list(self.scale_range),
             "statistics": {
                 name: {
                     "center": self.center[i], "scale_low": self.scale_low[i], "scale_high": self.scale_high[i],
@@ -335,10 +389,15 @@ class DomainCalibration:
         data = obj.get("data", {})
         if not isinstance(data, Mapping):
             raise ValueError("domain calibration: 'data' must be an object")
+        scale_range = obj.get("scale_range")
+        if scale_range is not None and (not isinstance(scale_range, list | tuple) or len(scale_range) != 2
+                                        or not all(_finite(v) for v in scale_range)):  # fmt: skip
+            raise ValueError(f"domain calibration: scale_range must be null or two finite numbers, got {scale_range!r}")
         return cls(
             statistics=tuple(names), center=tuple(center), scale_low=tuple(low), scale_high=tuple(high),
             threshold=float(obj["threshold"]), quantile=float(obj["quantile"]), frames=obj["frames"],
             flagged_fraction=float(obj.get("flagged_fraction", 0.0)), data=dict(data), method=obj["method"],
+            scale_range=None if scale_range is None else (float(scale_range[0]), float(scale_range[1])),
         )  # fmt: skip
 
 
@@ -350,6 +409,7 @@ def fit_calibration(
     target_rate: float = 0.005,
     margin: float = 1.25,
     data: Mapping[str, Any] | None = None,
+    scales: npt.ArrayLike | None = None,
 ) -> DomainCalibration:
     """Calibrate the monitor on the statistics of in-domain frames.
 
@@ -362,6 +422,9 @@ def fit_calibration(
         margin: factor on that quantile of the largest deviation (headroom for in-domain frames the calibration did
             not see); the limit T is never below 1 (never tighter than the [q(p), q(1 − p)] band).
         data: the builder's description of the frames, stored with the calibration.
+        scales: (N,) scale factors frame → network input of the frames (:attr:`DomainFeatures.scale`); their
+            range becomes :attr:`DomainCalibration.scale_range` (None, or none finite: no range, scale-dependent
+            statistics are always compared).
 
     Raises:
         ValueError: fewer than 20 frames, a wrong shape, an unknown statistic, bad p / rate / margin.
@@ -378,6 +441,13 @@ def fit_calibration(
     unknown = [n for n in names if n not in _BY_NAME]
     if unknown:
         raise ValueError(f"unknown domain statistic(s) {', '.join(unknown)}")
+    scale_range = None
+    if scales is not None:
+        s = np.asarray(scales, np.float64).reshape(-1)
+        if s.shape[0] != x.shape[0]:
+            raise ValueError(f"domain calibration: {s.shape[0]} scales for {x.shape[0]} frames")
+        s = s[np.isfinite(s) & (s > 0)]
+        scale_range = (float(s.min()), float(s.max())) if s.size else None
     keep = [j for j in range(len(names)) if np.isfinite(x[:, j]).all()]
     if not keep:
         raise ValueError("domain calibration: no statistic is finite on every calibration frame")
@@ -388,11 +458,11 @@ def fit_calibration(
     low = np.maximum(center - np.quantile(x, quantile, axis=0), floors)
     high = np.maximum(np.quantile(x, 1.0 - quantile, axis=0) - center, floors)
     probe = DomainCalibration(tuple(kept), tuple(center), tuple(low), tuple(high), 1.0, quantile, int(x.shape[0]))
-    worst = probe.deviations(x).max(axis=1)
+    worst = probe.deviations(x).max(axis=1)  # every calibration frame lies within the scale range it spans
     threshold = max(1.0, margin * float(np.quantile(worst, 1.0 - target_rate)))
     return DomainCalibration(
         tuple(kept), tuple(center), tuple(low), tuple(high), threshold, quantile, int(x.shape[0]),
-        float(np.mean(worst > threshold)), dict(data or {}),
+        float(np.mean(worst > threshold)), dict(data or {}), scale_range=scale_range,
     )  # fmt: skip
 
 

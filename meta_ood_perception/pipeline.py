@@ -15,7 +15,8 @@ run its stages, in this order (wall times in ``FrameResult.timings_ms``):
    ``max_p_false_positive`` unless configured) are kept;
 7. ``domain`` — the domain monitor (:mod:`.domain`): cheap statistics of the network input, the probabilities and
    the score compared with the bundle's calibration; ``domain_patience`` frames in a row outside the bundle's domain
-   make the brake hint unavailable;
+   make the brake hint unavailable, and the frames of a shorter run outside it hold the previous hint (they never
+   add a hit);
 8. ``brake`` — the :class:`~meta_ood_perception.brake.BrakeHintPolicy` update (areas counted in camera pixels);
 9. ``output`` — score, labels and kept mask mapped back to the frame's resolution, component boxes in frame pixels.
 
@@ -53,6 +54,13 @@ Region = Literal["road", "frame"]
 REGIONS: tuple[Region, ...] = ("road", "frame")
 #: Relative difference of the frame aspect ratio from the meta classifier's training frames that triggers a warning.
 ASPECT_TOLERANCE = 0.1
+#: Class name of the drivable road (Cityscapes' name): :attr:`PipelineConfig.road_class` by default, and the class
+#: whose share of the bottom third the domain monitor measures.
+DEFAULT_ROAD_CLASS = "road"
+#: Class name of the sky (Cityscapes' name), whose share of the top third the domain monitor measures.
+SKY_CLASS = "sky"
+#: Bundle directories already warned about (no domain calibration): the warning comes once per bundle and process.
+_WARNED_NO_DOMAIN: set[Path] = set()
 
 
 @dataclass(frozen=True)
@@ -69,14 +77,17 @@ class PipelineConfig:
         brake: brake-hint policy settings.
         road_class: class name of the drivable road (for ``region`` and ``brake.use_road``).
         domain_patience: frames in a row outside the bundle's domain (:mod:`.domain`) after which the brake hint
-            is unavailable (≥ 1); it is available again with the first frame back in the domain.
+            is unavailable (≥ 1); it is available again with the first frame back in the domain. The frames of a
+            shorter run outside the domain add no evidence either way: the brake history does not advance and the
+            previous frame's hint state is held (:meth:`~.brake.BrakeHintPolicy.hold`), so a foreign frame can never
+            turn the hint on (nor release it).
     """
 
     threshold: float | None = None
     max_p_false_positive: float | None = None
     region: Region = "road"
     brake: BrakeConfig = field(default_factory=BrakeConfig)
-    road_class: str = "road"
+    road_class: str = DEFAULT_ROAD_CLASS
     domain_patience: int = 3
 
     def __post_init__(self) -> None:
@@ -198,7 +209,11 @@ class _Clock:
 class AnomalyPipeline:
     """Frame → :class:`FrameResult` (see the module docstring). Not thread-safe: one pipeline per stream."""
 
-    def __init__(self, bundle: Bundle, backend: Backend, config: PipelineConfig | None = None) -> None:
+    def __init__(
+        self, bundle: Bundle, backend: Backend, config: PipelineConfig | None = None, *, warn_uncalibrated: bool = True
+    ) -> None:
+        """``warn_uncalibrated``: log (once per bundle and process) that a bundle without a domain calibration runs
+        with the domain monitor off; the calibration itself, about to write one, passes False."""
         self.bundle = bundle
         self.backend = backend
         self._warned: set[str] = set()
@@ -206,12 +221,14 @@ class AnomalyPipeline:
         if bundle.meta_classifier is None:
             self._warn_once("no-meta", f"bundle {bundle.root} has no meta classifier: every component is kept")
         names = bundle.class_names
-        self._domain_classes = (names.index("road") if "road" in names else -1, names.index("sky") if "sky" in names
-                                else -1)  # fmt: skip
+        self._domain_classes = tuple(names.index(c) if c in names else -1 for c in (DEFAULT_ROAD_CLASS, SKY_CLASS))
         self._domain_run = 0
-        if bundle.domain is None:
-            self._warn_once("no-domain", f"bundle {bundle.root} has no domain calibration: the domain monitor is off "
-                            "(frames from another world are not detected)")  # fmt: skip
+        root = bundle.root.resolve()
+        if bundle.domain is None and warn_uncalibrated and root not in _WARNED_NO_DOMAIN:
+            _WARNED_NO_DOMAIN.add(root)
+            LOG.warning("bundle %s has no domain calibration ('domain' in bundle.json): the domain monitor is off "
+                        "(frames from another world are not detected; calibrate it with "
+                        "meta_ood_training.domain_calibration or make-bundle --calibration)", bundle.root)  # fmt: skip
         self.configure(config or PipelineConfig())
 
     @classmethod
@@ -221,11 +238,13 @@ class AnomalyPipeline:
         backend: str = "onnxruntime",
         *,
         config: PipelineConfig | None = None,
+        warn_uncalibrated: bool = True,
         **options: Any,
     ) -> AnomalyPipeline:
-        """Load ``bundle`` (a :class:`Bundle`, a directory or ``"default"``) and create ``backend`` with ``options``."""
+        """Load ``bundle`` (a :class:`Bundle`, a directory or ``"default"``) and create ``backend`` with ``options``
+        (``warn_uncalibrated``: see the constructor)."""
         loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        return cls(loaded, create_backend(backend, loaded, **options), config)
+        return cls(loaded, create_backend(backend, loaded, **options), config, warn_uncalibrated=warn_uncalibrated)
 
     @property
     def metric_size(self) -> tuple[int, int]:
@@ -361,7 +380,8 @@ class AnomalyPipeline:
             raise ValueError("the domain monitor needs the analysis' network input")
         road, sky = self._domain_classes
         features = frame_features(analysis.network_input, self.bundle.mean, self.bundle.std, analysis.probs,
-                                  analysis.score, road_index=road, sky_index=sky)  # fmt: skip
+                                  analysis.score, road_index=road, sky_index=sky,
+                                  frame_size=analysis.mapping.frame_size)  # fmt: skip
         calibration = self.bundle.domain
         return monitor_off(features) if calibration is None else calibration.check(features)
 
@@ -439,8 +459,12 @@ class AnomalyPipeline:
             road = np.argmax(analysis.probs, axis=0) == self.road_index
         pixel_area = None if mapping.identity else mapping.pixel_area()
         corridor = self.brake_policy.corridor_areas(labels, n, road, pixel_area)
-        if self._domain_run >= self.config.domain_patience:  # fail-safe: no brake decision on a foreign world
+        patience = self.config.domain_patience
+        if self._domain_run >= patience:  # fail-safe: no brake decision on a foreign world
             hint = self.brake_policy.unavailable(f"{domain.reason} ({self._domain_run} frames in a row)")
+        elif self._domain_run:  # outside, but not yet for long: no evidence either way, the previous state is held
+            hint = self.brake_policy.hold(f"frame outside the bundle's domain ({self._domain_run} of {patience} in a "
+                                          "row before the hint is unavailable) adds no evidence")  # fmt: skip
         else:
             hint = self.brake_policy.update(labels, p_fp, road, areas=corridor, kept=kept)  # removed never count
         clock.lap("brake")

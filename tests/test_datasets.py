@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -90,6 +91,21 @@ def test_coco_ood_builder_masks_index_and_subsets(tmp_path):
         CocoOoD.from_folder(tmp_path)
 
 
+def test_coco_ood_skips_annotated_images_missing_on_disk(tmp_path, caplog):
+    _coco_tree(tmp_path / "coco")
+    (tmp_path / "coco/train2017/000000000004.jpg").unlink()  # a partial download
+    with caplog.at_level(logging.WARNING):
+        index = build_coco_ood(tmp_path / "coco", tmp_path / "out", progress=False)
+    assert [e["mask"] for e in index] == ["000000000001.png"]
+    warnings = [r.getMessage() for r in caplog.records if "missing" in r.getMessage()]
+    assert len(warnings) == 1 and "skipped 1 of 4 annotated train2017 images" in warnings[0]
+    assert "000000000004.jpg" in warnings[0] and "\n" not in warnings[0]
+    (tmp_path / "coco/train2017/000000000001.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"no COCO-OoD image left: 2 of the 4 images .* missing") as err:
+        build_coco_ood(tmp_path / "coco", tmp_path / "out", progress=False)
+    assert "\n" not in str(err.value)
+
+
 def test_lost_and_found_protocol(tmp_path):
     ids = np.array([[0, 1, 2, 31, 43, 39]] * 3)
     _png(tmp_path / "leftImg8bit/test/02_Hanns/02_Hanns_000000_000100_leftImg8bit.png", _rgb(3, 6))
@@ -117,6 +133,62 @@ def test_fishyscapes_static(tmp_path):
     (folder / "0002.png").write_bytes((folder / "0001.png").read_bytes())
     with pytest.raises(DatasetError, match=r"image.* missing, first: .*0002\.jpg"):
         FishyscapesStatic(tmp_path)
+
+
+def test_fishyscapes_research_layout_in_subfolders_and_layouts_directly_at_the_root(tmp_path):
+    labels = [[0, 1, 255, 7], [0, 0, 1, 1]]
+    nested = tmp_path / "nested" / "Static" / "part1"
+    nested.mkdir(parents=True)
+    Image.fromarray(_rgb(2, 4)).save(nested / "0001.jpg")
+    _png(nested / "0001.png", labels)
+    ds = FishyscapesStatic(tmp_path / "nested")
+    assert ds.layout == "research" and len(ds) == 1 and ds[0][1].tolist() == [[0, 1, 255, 255], [0, 0, 1, 1]]
+
+    flat = tmp_path / "flat"  # no Static/: <name>.jpg + <name>.png directly at the root
+    flat.mkdir()
+    Image.fromarray(_rgb(2, 4)).save(flat / "0001.jpg")
+    _png(flat / "0001.png", labels)
+    ds = FishyscapesStatic(flat)
+    assert ds.layout == "research" and len(ds) == 1 and ds.folder == flat
+
+    folders = tmp_path / "folders"  # no Static/: labels/ + original/ directly at the root
+    _png(folders / "labels" / "a.png", labels)
+    _png(folders / "original" / "a.png", _rgb(2, 4))
+    ds = FishyscapesStatic(folders)
+    assert ds.layout == "folders" and len(ds) == 1 and ds[0][0].shape == (2, 4, 3)
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match=r"Fishyscapes folder not found: .*Static .*labels/ \+ original/"):
+        FishyscapesStatic(tmp_path / "empty")
+
+
+def test_fishyscapes_overlays_find_the_cityscapes_root_beside_the_release(tmp_path, caplog):
+    def release(folder, cityscapes):
+        _png(cityscapes / "leftImg8bit/val/ulm/ulm_000000_000019_leftImg8bit.png", np.full((2, 4, 3), 100))
+        _png(folder / "0000_ulm_000000_000019_labels.png", [[0, 1, 0, 1], [0, 0, 255, 1]])
+        overlay = np.zeros((2, 4, 3), np.int16)
+        overlay[0, 1] = (50, -200, 0)
+        np.savez(folder / "0000_ulm_000000_000019_rgb.npz", rgb=overlay)
+
+    for name, cityscapes, fishyscapes in (
+        ("sibling", "data/cityscapes", "data/fs"),  # <root>/../cityscapes
+        ("parent", "data2", "data2/fs"),  # the release inside the Cityscapes root
+        ("self", "data3", "data3"),  # both in one folder
+    ):
+        release(tmp_path / fishyscapes, tmp_path / cityscapes)
+        with caplog.at_level(logging.INFO):
+            ds = FishyscapesStatic(tmp_path / fishyscapes)
+        assert ds.cityscapes_root == (tmp_path / cityscapes).resolve(), name
+        assert ds[0][0][0, 1].tolist() == [150, 0, 100] and ds[0][0][0, 0].tolist() == [100, 100, 100]
+        assert "Cityscapes validation images of" in caplog.text
+    release(tmp_path / "alone/fs", tmp_path / "elsewhere/cs")
+    with pytest.raises(DatasetError, match=r"no leftImg8bit/val .*give the Cityscapes root \(--cityscapes-root\)"):
+        FishyscapesStatic(tmp_path / "alone/fs")
+    assert len(FishyscapesStatic(tmp_path / "alone/fs", cityscapes_root=tmp_path / "elsewhere/cs")) == 1
+    (tmp_path / "alone/fs/0000_ulm_000000_000019_rgb.npz").write_bytes(b"not an npz")
+    with pytest.raises(DatasetError, match="cannot read Fishyscapes overlay") as err:
+        FishyscapesStatic(tmp_path / "alone/fs", cityscapes_root=tmp_path / "elsewhere/cs")[0]
+    assert "\n" not in str(err.value)
 
 
 def test_mixed_sampler_redraws_every_epoch():

@@ -65,8 +65,8 @@ def test_splits_and_standardization():
 def test_data_errors():
     with pytest.raises(MetaDataError, match="only true positives"):
         cross_validate(MetaDataset(np.zeros((5, 3)), np.zeros(5, np.int64), NAMES), CVConfig(cv="loo"))
-    with pytest.raises(MetaDataError, match="needs at least 5 groups, got 2"):
-        splits(_data(groups=2), CVConfig(cv="group-kfold", folds=5))
+    with pytest.raises(MetaDataError, match="needs at least 2 groups"):
+        splits(_data(groups=1), CVConfig(cv="group-kfold", folds=5))
     with pytest.raises(MetaDataError, match="needs a 'group' array"):
         splits(MetaDataset(np.zeros((5, 3)), np.r_[0, 1, 0, 1, 0], NAMES), CVConfig())
     with pytest.raises(MetaDataError, match=r"X must have shape \(N, 3\)"):
@@ -75,6 +75,17 @@ def test_data_errors():
         MetaDataset(np.zeros((2, 3)), np.array([0, 2]), NAMES)
     with pytest.raises(ValueError, match="cv must be"):
         CVConfig(cv="kfold")
+
+
+def test_fewer_groups_than_folds_use_one_fold_per_group(caplog):
+    data = _data(groups=3)
+    with caplog.at_level(logging.WARNING):
+        folds = splits(data, CVConfig(cv="group-kfold", folds=5))
+    assert len(folds) == 3 and "3 groups for 5 folds: using 3 folds" in caplog.text
+    for train, test in folds:
+        assert len(set(data.group[test])) == 1 and not set(data.group[train]) & set(data.group[test])
+    result = cross_validate(data, CVConfig(cv="group-kfold", folds=5))
+    assert result.report()["config"]["folds"] == 3
 
 
 def test_cli_meta_cv_train_and_lars(tmp_path):
@@ -108,7 +119,7 @@ def test_cli_meta_cv_train_and_lars(tmp_path):
         (None, [], "features file not found"),
         (lambda p: np.savez(p, X=np.zeros((4, 3)), y=np.zeros(3), names=np.array(NAMES)), [], "y must have shape"),
         (lambda p: np.savez(p, X=np.zeros((4, 3)), y=np.zeros(4), names=np.array(NAMES)), [], "only true positives"),
-        (lambda p: _data(groups=2).save(p), ["--cv", "group-kfold"], "needs at least 5 groups"),
+        (lambda p: _data(groups=1).save(p), ["--cv", "group-kfold"], "needs at least 2 groups"),
         (lambda p: np.savez(p, X=np.zeros((4, 3))), [], "missing array"),
     ],
 )

@@ -175,7 +175,8 @@ def chain(tmp_path_factory):
         features = d / "laf.npz"
         step("extract-metrics", "extract-metrics", "--bundle", d / "keep_all", "--dataset", "lostandfound",
              "--root", d / "laf", "--out", features)  # fmt: skip
-        step("meta-cv", "meta-cv", "--features", features, "--classifier", "mlp", "--folds", "2", "--epochs", "5",
+        # no --folds: 3 LostAndFound sequences, so group-kfold falls back from 5 folds to 3 (warned)
+        step("meta-cv", "meta-cv", "--features", features, "--classifier", "mlp", "--epochs", "5",
              "--report", d / "cv.json")  # fmt: skip
         step("meta-train", "meta-train", "--features", features, "--classifier", "mlp", "--epochs", "200",
              "--out", d / "meta" / "mlp.json")  # fmt: skip
@@ -195,6 +196,9 @@ def test_each_step_writes_what_the_next_reads(chain):
     assert len(index) == 3  # the person image is dropped
     assert any("no init_checkpoint" in line and line.startswith("WARNING") for line in chain.lines)
     assert any("keeps every component" in line for line in chain.lines)
+    no_calibration = [line for line in chain.lines if "no domain calibration" in line and "make-bundle" in line]
+    assert no_calibration and all(line.startswith("WARNING") for line in no_calibration)  # auto: val has 2 images
+    assert "has 2 images" in no_calibration[0] and "--calibration cityscapes:ROOT[:SPLIT]" in no_calibration[0]
     assert (d / "run" / "last.pt").is_file()
 
     keep_all = load_bundle(chain.keep_all)
@@ -210,7 +214,9 @@ def test_each_step_writes_what_the_next_reads(chain):
     laf = LostAndFound(d / "laf")
     assert data.metadata["data"] == laf.identity() and data.metadata["group"] == "sequence"
     assert data.metadata["extraction"]["input_size"] == [H, W] and data.metadata["extraction"]["region"] == "labelled"
-    assert json.loads((d / "cv.json").read_text())["n"] == 15
+    cv = json.loads((d / "cv.json").read_text())
+    assert cv["n"] == 15 and cv["config"]["folds"] == 3
+    assert any(line.startswith("WARNING") and "3 groups for 5 folds: using 3 folds" in line for line in chain.lines)
 
     meta = load_meta_classifier(d / "meta" / "mlp.json")
     assert meta.metadata["data"] == laf.identity()
@@ -253,7 +259,7 @@ def test_evaluate_warns_in_sample_and_replay_runs_the_bundle(chain, tmp_path, ca
     logging.getLogger(__name__).info("chain step times (s): %s", {k: round(v, 1) for k, v in chain.times.items()})
 
 
-def test_export_onnx_into_the_bundle_registers_the_graph(chain, tmp_path):
+def test_export_onnx_into_the_bundle_registers_the_graph(chain, tmp_path, caplog):
     import shutil
 
     bundle_dir = tmp_path / "b"
@@ -275,6 +281,18 @@ def test_export_onnx_into_the_bundle_registers_the_graph(chain, tmp_path):
     from meta_ood_perception.bundle import BundleError
     from meta_ood_training.packaging import register_model_file
 
+    # without --out: <bundle>/model.onnx again, registered; a registered engine of the old graph is dropped
+    (bundle_dir / "model.engine").write_bytes(b"engine of the heat-map graph")
+    register_model_file(bundle_dir, "tensorrt", bundle_dir / "model.engine")
+    run("export-onnx", "--bundle", bundle_dir)
+    bundle = load_bundle(bundle_dir)
+    assert bundle.manifest["model"]["files"] == {"torch": "model.safetensors", "onnx": "model.onnx"}
+    assert not {"model.engine", "model_heatmaps.onnx"} & set(bundle.manifest["checksums"])
+    assert not list(bundle_dir.glob(".*.tmp"))
+    assert "dropped the TensorRT engine model.engine" in caplog.text
+    assert main(["export-onnx", "--checkpoint", str(chain.checkpoint), "--input-size", *SIZE]) == 2
+    assert "--checkpoint needs --out" in caplog.text
+
     with pytest.raises(BundleError, match="not a file inside the bundle directory"):
         register_model_file(bundle_dir, "onnx", tmp_path / "outside.onnx")
     with pytest.raises(BundleError, match="torch weights"):
@@ -286,6 +304,35 @@ def test_export_onnx_into_the_bundle_registers_the_graph(chain, tmp_path):
     assert (
         bundle.manifest["extra_field"] == {"kept": True} and "model_heatmaps.onnx" not in bundle.manifest["checksums"]
     )
+
+
+def test_an_interrupted_export_leaves_the_bundle_valid(chain, tmp_path, monkeypatch):
+    import shutil
+
+    import meta_ood_training.packaging as packaging
+
+    bundle_dir = tmp_path / "b"
+    shutil.copytree(chain.keep_all, bundle_dir)
+    before = (bundle_dir / "bundle.json").read_text()
+
+    def interrupted(model, path, **kwargs):
+        Path(path).write_bytes(b"half a graph")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(packaging, "export_onnx", interrupted)
+    assert main(["export-onnx", "--bundle", str(bundle_dir), "--dynamic", "--heatmaps"]) == 130
+    assert (bundle_dir / "bundle.json").read_text() == before and not list(bundle_dir.glob(".*.tmp"))
+    load_bundle(bundle_dir)  # checksums still hold
+
+
+def test_export_onnx_from_a_train_ood_checkpoint_infers_the_network(chain, tmp_path):
+    import onnxruntime as ort
+
+    out = tmp_path / "m.onnx"
+    run("export-onnx", "--checkpoint", chain.checkpoint, "--input-size", *SIZE, "--out", out)  # no --architecture
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"image": np.zeros((1, 3, H, W), np.float32)})
+    assert logits.shape == (1, 19, H, W)
 
 
 def test_build_engine_of_the_chain_bundle(chain, tmp_path):
@@ -325,6 +372,8 @@ def test_make_bundle_errors_are_one_line(chain, tmp_path, caplog):
     assert main([*args, "--architecture", "deeplabv3plus_wrn38"]) == 2
     assert "contradicts" in caplog.text
     assert main([*args, "--num-classes", "5"]) == 2
+    assert main([*args, "--model-width", "16"]) == 2
+    assert "--model-width 16 contradicts" in caplog.text and "trained with width 8" in caplog.text
     assert main([*args, "--calibration", "cityscapes:" + str(tmp_path / "nowhere")]) == 2
     assert "Cityscapes image folder not found" in caplog.text
     assert main([*args, "--calibration", "imagenet"]) == 2
@@ -376,6 +425,10 @@ def test_fishyscapes_layouts_read_the_same_frames(tmp_path):
     np.testing.assert_array_equal(copy[1][1], release[1][1])
     from meta_ood_training.datasets import DatasetError
 
+    found = FishyscapesStatic(tmp_path / "release")  # <root>/../cityscapes
+    assert found.cityscapes_root == (tmp_path / "cityscapes").resolve()
+    np.testing.assert_array_equal(found[1][0], release[1][0])
+    (tmp_path / "cityscapes").rename(tmp_path / "cs")
     with pytest.raises(DatasetError, match="give the Cityscapes root"):
         FishyscapesStatic(tmp_path / "release")
 
@@ -421,18 +474,14 @@ def test_a_bundle_at_another_resolution_than_its_meta_classifier_warns(chain, tm
 
 
 def test_make_bundle_calibrates_the_domain_monitor(chain, tmp_path, caplog):
-    from meta_ood_training.make_bundle import calibration_available, parse_calibration
+    from meta_ood_training.make_bundle import parse_calibration
 
     assert parse_calibration("cityscapes:/data/cs:train").split == "train"
     assert parse_calibration("cityscapes:/data/cs").root == Path("/data/cs")
     assert parse_calibration("synthetic:4").seed == 4 and parse_calibration("none").kind == "none"
+    assert parse_calibration("auto").kind == "auto"
     args = ["make-bundle", "--checkpoint", str(chain.checkpoint), "--input-size", *SIZE, "--out", str(tmp_path / "b")]
     cityscapes = f"cityscapes:{chain.dir / 'cityscapes'}:train"
-    if not calibration_available():
-        assert main([*args, "--calibration", cityscapes]) == 2
-        assert "calibration not available yet" in caplog.text
-        assert not (tmp_path / "b").exists()
-        return
     assert main([*args, "--calibration", cityscapes]) == 2  # 4 images
     assert "needs at least 20" in caplog.text
     cityscapes_tree(tmp_path / "cityscapes", "val", 20, seed=9)
@@ -441,3 +490,47 @@ def test_make_bundle_calibrates_the_domain_monitor(chain, tmp_path, caplog):
     assert domain["data"]["dataset"] == "cityscapes" and domain["data"]["split"] == "val"
     run(*args, "--calibration", "synthetic:3", "--calibration-frames", "20")
     assert load_bundle(tmp_path / "b").manifest["domain"]["data"]["seed"] == 3
+
+
+def test_make_bundle_calibrates_on_the_checkpoints_cityscapes_val_by_default(chain, tmp_path, caplog):
+    import torch
+
+    caplog.set_level(logging.INFO)
+    checkpoint = torch.load(chain.checkpoint, weights_only=True)
+    checkpoint["config"]["cityscapes_root"] = str(tmp_path / "cityscapes")
+    torch.save(checkpoint, tmp_path / "last.pt")
+    cityscapes_tree(tmp_path / "cityscapes", "val", 20, seed=9)
+    run("make-bundle", "--checkpoint", tmp_path / "last.pt", "--input-size", *SIZE, "--calibration-frames", "20",
+        "--out", tmp_path / "b")  # fmt: skip
+    domain = load_bundle(tmp_path / "b").manifest["domain"]
+    assert domain["data"]["root"] == str((tmp_path / "cityscapes").resolve()) and domain["data"]["split"] == "val"
+    assert "--calibration auto" in caplog.text and "make-bundle: no domain calibration" not in caplog.text
+
+
+def test_cityscapes_calibration_frames_are_spread_over_the_split(tmp_path, monkeypatch):
+    import meta_ood_training.make_bundle as make_bundle
+
+    cityscapes_tree(tmp_path / "cs", "val", 40, seed=2)  # sorted by name: 20 aachen frames, then 20 bonn frames
+    read: list[Path] = []
+    monkeypatch.setattr(make_bundle, "read_rgb", lambda path: read.append(path) or np.zeros((H, W, 3), np.uint8))
+    frames, identity = make_bundle.calibration_frames(make_bundle.parse_calibration(f"cityscapes:{tmp_path / 'cs'}"),
+                                                      (H, W), 20)  # fmt: skip
+    assert len(list(frames)) == 20 and len(set(read)) == 20
+    assert {p.parent.name for p in read} == {"aachen", "bonn"}
+    assert read[0].name.startswith("aachen_000000") and read[-1].name.startswith("bonn_000039")
+    assert identity["frames"] == 20 and identity["selection"] == "evenly spaced" and identity["split_images"] == 40
+
+
+def test_cli_defaults_are_the_named_constants():
+    from meta_ood_perception.bundle import DEFAULT_MAX_P_FALSE_POSITIVE
+    from meta_ood_perception.cli import build_parser
+    from meta_ood_perception.scores import DEFAULT_THRESHOLD
+    from meta_ood_training.make_bundle import DEFAULT_CALIBRATION_FRAMES, MIN_CALIBRATION_FRAMES
+
+    parser = build_parser()
+    args = parser.parse_args(["make-bundle", "--checkpoint", "w.pt", "--out", "b"])
+    assert args.threshold == DEFAULT_THRESHOLD and args.max_p_false_positive == DEFAULT_MAX_P_FALSE_POSITIVE
+    assert args.calibration == "auto" and args.calibration_frames is None  # resolved to DEFAULT_CALIBRATION_FRAMES
+    sub = next(a for a in parser._actions if a.dest == "command").choices["make-bundle"]
+    text = " ".join(sub.format_help().split())
+    assert f"at least {MIN_CALIBRATION_FRAMES} (default {DEFAULT_CALIBRATION_FRAMES})" in text

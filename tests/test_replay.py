@@ -208,6 +208,7 @@ def test_cli_replay_and_existing_output(drive_bag, tmp_path):
     res = cli("replay", str(drive_bag.path), "--out", str(out), "--image-topic", TOPIC, "--label-topic", LABELS,
               "--summary", str(tmp_path / "s.json"), "--no-score")  # fmt: skip
     assert res.returncode == 0, res.stderr
+    assert "demonstrator trained only on the synthetic world" in res.stderr  # the default bundle says what it is
     assert "/camera/front/anomaly_score" not in read_mcap(out)
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["frames_processed"] == 12 and summary["labels"]["pixel"]["auprc"] > 0.5
@@ -278,6 +279,42 @@ def test_frames_outside_the_bundles_domain_are_counted_and_make_the_brake_unavai
     assert [b["level"] == cv.STALE for b in brakes] == [False] * 5 + [True] * 4 + [False] * 3
     assert "domain" in brakes[5]["reason"] and not brakes[5]["available"]
     assert "6 of 12" in domain_line({**summary, "frames_processed": 12})
+
+
+def test_a_fail_safe_reset_restarts_the_run_of_frames_outside_the_domain_as_in_the_node(monkeypatch):
+    """A fault (or an explicit fail-safe output with ``reset``) restarts the whole pipeline history — the brake
+    history and the run of frames outside the domain — in the processor itself, so replay (which has no scheduler
+    to reset the pipeline) and the node treat the same sequence alike."""
+    import matplotlib.cbook as cbook
+    from PIL import Image
+
+    from meta_ood_perception.backends import BackendError
+    from meta_ood_perception.ros.params import camera_topics
+    from meta_ood_perception.ros.processor import CameraProcessor
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:  # a real photograph: not the default bundle's world
+        photo = np.asarray(Image.open(f).convert("RGB").crop((0, 150, 512, 406)).resize((256, 128)))
+    pipeline = AnomalyPipeline.from_bundle("default")  # domain_patience 3
+    processor = CameraProcessor(camera_topics(TOPIC), pipeline, T)
+    stamps = iter(range(1000, 2000))
+
+    def photos(n: int) -> list[bool]:
+        return [processor.process(image_msg(photo, "rgb8", next(stamps))).brake.available for _ in range(n)]
+
+    assert photos(2) == [True, True]  # two frames outside: not yet unavailable
+
+    def lost(batch: Any) -> Any:
+        raise BackendError("device lost")
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline.backend, "run", lost)
+        fault = processor.process(image_msg(photo, "rgb8", next(stamps)))
+    assert fault.error is not None and fault.error.kind == "fault" and not fault.brake.available
+    assert photos(3) == [True, True, False]  # the run restarted after the fault, as the node's reset restarts it
+    processor.unavailable(header(next(stamps)), "no input for 2.0 s")  # reset=True (default)
+    assert photos(3) == [True, True, False]
+    processor.unavailable(header(next(stamps)), "message does not deserialize", reset=False)
+    assert photos(1) == [False]  # without reset the run goes on
 
 
 def test_cameras_in_one_namespace_get_outputs_under_their_own_topics(tmp_path):

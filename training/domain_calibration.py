@@ -66,6 +66,7 @@ def calibrate(
         ValueError: a bad frame, or fewer than 20 frames.
     """
     rows: list[npt.NDArray[np.float64]] = []
+    scales: list[float] = []
     sizes: Counter[str] = Counter()
     for frame in tqdm(frames, desc="domain calibration", total=total, disable=not progress):
         image = frame[0] if isinstance(frame, tuple) else frame
@@ -74,13 +75,14 @@ def calibrate(
         if features is None:  # the pipeline always records them; guard against a future change
             raise ValueError("the pipeline returned no domain statistics")
         rows.append(features.vector(STATISTIC_NAMES))
+        scales.append(features.scale)
         sizes[f"{image.shape[0]}x{image.shape[1]}"] += 1
     pipeline.reset()
     if len(rows) < 20:
         raise ValueError(f"domain calibration needs at least 20 in-domain frames, got {len(rows)}")
     description = {**dict(data or {}), "frame_sizes": dict(sizes)}
     return fit_calibration(np.stack(rows), STATISTIC_NAMES, quantile=quantile, target_rate=target_rate,
-                           margin=margin, data=json_safe(description))  # fmt: skip
+                           margin=margin, data=json_safe(description), scales=scales)  # fmt: skip
 
 
 def calibrate_bundle(
@@ -116,7 +118,8 @@ def calibrate_bundle(
         ValueError: fewer than 20 frames, a bad frame.
     """
     bundle = load_bundle(bundle_dir)
-    pipeline = AnomalyPipeline.from_bundle(bundle, backend=backend)
+    # no "monitor off" warning from the pipeline that is about to calibrate it
+    pipeline = AnomalyPipeline.from_bundle(bundle, backend=backend, warn_uncalibrated=False)
     calibration = calibrate(pipeline, frames, data=data, progress=progress, total=total, **options)
     path = bundle.root / MANIFEST
     manifest = json.loads(path.read_text())
@@ -204,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     calibration = calibrate_synthetic(args.bundle)
     for name in calibration.statistics:
         low, high = calibration.limits(name)
-        print(f"{name:18s} {low:8.3f} … {high:8.3f}")
+        LOG.info("%-18s %8.3f … %8.3f", name, low, high)
     return 0
 
 

@@ -19,14 +19,12 @@ import logging
 import math
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from meta_ood_perception.bundle import Bundle
-from meta_ood_perception.models import CheckpointError, build_model, check_state_dict, load_checkpoint
 
 LOG = logging.getLogger(__name__)
 
@@ -94,22 +92,6 @@ def export_onnx(
     LOG.info("ONNX (opset %d, %s, outputs %s) -> %s", opset, "dynamic size" if dynamic else f"{height}×{width}",
              ", ".join(outputs), path)  # fmt: skip
     return path
-
-
-def model_from_checkpoint(checkpoint: str | Path, architecture: str, num_classes: int, **options: Any) -> nn.Module:
-    """Build ``architecture`` and load ``checkpoint`` (``.safetensors``, or a torch file read with weights only)."""
-    model = build_model(architecture, num_classes, **options)
-    path = Path(checkpoint)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        state = load_file(str(path))
-        check_state_dict(model, state)
-        model.load_state_dict(state, strict=True)
-        return model.eval()
-    return load_checkpoint(model, path).eval()
 
 
 def model_from_bundle(bundle: Bundle) -> tuple[nn.Module, int]:

@@ -11,7 +11,8 @@ Accepted checkpoints (:func:`load_network`):
 Everything is read with ``weights_only=True``. :func:`make_bundle` packages the network (safetensors + ONNX, via
 :func:`~meta_ood_training.packaging.package`), adds the meta classifier and its training regime
 (:func:`meta_training_regime`, from the metadata ``meta-ood extract-metrics`` → ``meta-ood meta-train`` carried
-along), and validates the result by loading it and running one frame through its
+along), calibrates the domain monitor on in-domain frames (``--calibration``, default ``auto``:
+:func:`resolve_calibration`), and validates the result by loading it and running one frame through its
 :class:`~meta_ood_perception.pipeline.AnomalyPipeline` on ONNX Runtime.
 """
 
@@ -42,10 +43,12 @@ from meta_ood_perception.models import (
     read_checkpoint,
 )
 from meta_ood_perception.pipeline import AnomalyPipeline, PipelineConfig
+from meta_ood_perception.reports import first_line
 from meta_ood_perception.scores import DEFAULT_THRESHOLD
 
-from .datasets.base import read_rgb
+from .datasets.base import DatasetError, read_rgb
 from .datasets.cityscapes import CITYSCAPES_CLASSES, CityscapesSegmentation
+from .domain_calibration import calibrate_bundle
 from .packaging import NetworkSpec, package
 
 LOG = logging.getLogger(__name__)
@@ -54,6 +57,10 @@ LOG = logging.getLogger(__name__)
 DEFAULT_INPUT_SIZE = (512, 1024)
 #: The domain monitor's calibration needs at least this many in-domain frames (``domain.fit_calibration``).
 MIN_CALIBRATION_FRAMES = 20
+#: In-domain frames the domain monitor is calibrated on unless ``--calibration-frames`` says otherwise.
+DEFAULT_CALIBRATION_FRAMES = 100
+#: The command-line flag of each model option (for messages).
+OPTION_FLAGS = {"width": "--model-width"}
 
 
 class MakeBundleError(ValueError):
@@ -86,7 +93,8 @@ def load_network(
     """Read ``checkpoint`` (see the module docstring) into its network.
 
     ``architecture``, ``num_classes`` and ``options`` default to what a ``train-ood`` checkpoint records (else 19
-    classes and no options); given ones that contradict the record are an error.
+    classes and no options); given options are merged into the recorded ones; given values that contradict the
+    record are an error.
 
     Raises:
         CheckpointError: a missing or unreadable file, or weights that do not fit the network (keys named).
@@ -105,7 +113,7 @@ def load_network(
         try:
             state = load_file(str(path))
         except Exception as err:  # safetensors raises its own error types for corrupt files
-            raise CheckpointError(f"cannot load checkpoint {path}: {type(err).__name__}: {err}") from err
+            raise CheckpointError(f"cannot load checkpoint {path}: {type(err).__name__}: {first_line(err)}") from err
         source["format"] = "safetensors state dict"
     else:
         raw = read_checkpoint(path)
@@ -129,7 +137,12 @@ def load_network(
     if num_classes is not None and recorded_classes is not None and num_classes != recorded_classes:
         raise MakeBundleError(f"--num-classes {num_classes} contradicts {path}, trained with {recorded_classes}")
     classes = int(num_classes or recorded_classes or len(CITYSCAPES_CLASSES))
-    opts = dict(options) if options else dict(config.get("model_options") or {})
+    opts = dict(config.get("model_options") or {})
+    for key, value in (options or {}).items():
+        if key in opts and opts[key] != value:
+            flag = OPTION_FLAGS.get(key, f"model option {key}")
+            raise MakeBundleError(f"{flag} {value} contradicts {path}, trained with {key} {opts[key]}")
+        opts[key] = value
     try:
         model = build_model(str(arch), classes, **opts)
     except ValueError as err:
@@ -224,8 +237,10 @@ class CalibrationSource:
     """In-domain frames for the domain monitor's calibration (``--calibration``).
 
     Attributes:
-        kind: ``"none"``, ``"synthetic"`` (closed-set street scenes of the synthetic world, seed ``seed``) or
-            ``"cityscapes"`` (the images of ``root``'s ``split``, official layout).
+        kind: ``"none"``, ``"auto"`` (Cityscapes ``val`` of the ``train-ood`` checkpoint's ``cityscapes_root`` when
+            it has enough images, else none: :func:`resolve_calibration`), ``"synthetic"`` (closed-set street
+            scenes of the synthetic world, seed ``seed``) or ``"cityscapes"`` (the images of ``root``'s ``split``,
+            official layout).
     """
 
     kind: str
@@ -235,15 +250,15 @@ class CalibrationSource:
 
 
 def parse_calibration(value: str) -> CalibrationSource:
-    """``none``, ``synthetic[:SEED]`` or ``cityscapes:ROOT[:SPLIT]`` (split ``train``, ``val`` or ``test``; default
-    ``val``: frames the network was not trained on).
+    """``auto``, ``none``, ``synthetic[:SEED]`` or ``cityscapes:ROOT[:SPLIT]`` (split ``train``, ``val`` or
+    ``test``; default ``val``: frames the network was not trained on).
 
     Raises:
         MakeBundleError: anything else (the accepted forms named).
     """
     kind, _, rest = value.partition(":")
-    if kind == "none" and not rest:
-        return CalibrationSource("none")
+    if kind in ("none", "auto") and not rest:
+        return CalibrationSource(kind)
     if kind == "synthetic":
         if rest and not rest.isdigit():
             raise MakeBundleError(f"--calibration synthetic:SEED needs an integer seed, got {value!r}")
@@ -253,62 +268,97 @@ def parse_calibration(value: str) -> CalibrationSource:
         if not root or split not in ("train", "val", "test"):
             root, split = rest, "val"
         return CalibrationSource("cityscapes", Path(root), split)
-    raise MakeBundleError(f"--calibration must be none, synthetic[:SEED] or cityscapes:ROOT[:SPLIT], got {value!r}")
+    raise MakeBundleError(
+        f"--calibration must be auto, none, synthetic[:SEED] or cityscapes:ROOT[:SPLIT], got {value!r}"
+    )
 
 
-def calibration_frames(
-    source: CalibrationSource, size: tuple[int, int], frames: int
-) -> tuple[Iterator[npt.NDArray[np.uint8]], dict[str, Any]]:
-    """The first ``frames`` in-domain RGB frames of ``source`` (synthetic ones rendered at ``size``) and their
-    identity.
+def resolve_calibration(source: CalibrationSource, network: LoadedNetwork) -> CalibrationSource:
+    """``source``, or for ``auto``: the Cityscapes ``val`` split of the ``cityscapes_root`` the ``train-ood``
+    checkpoint records when it has at least :data:`MIN_CALIBRATION_FRAMES` images, else ``none`` with a one-line
+    warning that says how to calibrate."""
+    if source.kind != "auto":
+        return source
+    config = network.source.get("training_config") or {}
+    root = config.get("cityscapes_root") if isinstance(config, Mapping) else None
+    if not root:
+        reason = "the checkpoint records no Cityscapes root (not a train-ood checkpoint)"
+    else:
+        try:
+            count = len(CityscapesSegmentation(root, "val"))
+        except DatasetError as err:
+            count, reason = 0, f"no Cityscapes val split at the checkpoint's cityscapes_root ({first_line(err)})"
+        else:
+            reason = f"Cityscapes val of the checkpoint's cityscapes_root {root} has {count} images"
+        if count >= MIN_CALIBRATION_FRAMES:
+            LOG.info("make-bundle: --calibration auto: the domain monitor is calibrated on Cityscapes val of %s (the "
+                     "train-ood checkpoint's cityscapes_root)", root)  # fmt: skip
+            return CalibrationSource("cityscapes", Path(root), "val")
+        reason += f", fewer than the {MIN_CALIBRATION_FRAMES} the domain monitor needs" if count else ""
+    LOG.warning("make-bundle: no domain calibration, the bundle's domain monitor is off: %s; calibrate it on in-domain "
+                "frames with --calibration cityscapes:ROOT[:SPLIT] (at least %d images, e.g. Cityscapes val)", reason,
+                MIN_CALIBRATION_FRAMES)  # fmt: skip
+    return CalibrationSource("none")
+
+
+def check_calibration(source: CalibrationSource, frames: int) -> int:
+    """How many frames of ``source`` the calibration uses (``frames``, or fewer in a smaller Cityscapes split),
+    checked without reading any.
 
     Raises:
         DatasetError: a Cityscapes root without the split's images and labels.
-        MakeBundleError: ``source.kind`` is ``"none"`` or ``frames`` < 1.
+        MakeBundleError: ``source.kind`` is ``"none"`` or ``"auto"`` (resolve it first), ``frames`` or the split's
+            images fewer than :data:`MIN_CALIBRATION_FRAMES`.
     """
     if frames < MIN_CALIBRATION_FRAMES:
         raise MakeBundleError(f"--calibration-frames must be at least {MIN_CALIBRATION_FRAMES}, got {frames}")
     if source.kind == "cityscapes":
         assert source.root is not None
-        cityscapes = CityscapesSegmentation(source.root, source.split)
-        count = min(frames, len(cityscapes))
+        count = min(frames, len(CityscapesSegmentation(source.root, source.split)))
         if count < MIN_CALIBRATION_FRAMES:
             raise MakeBundleError(f"--calibration {source.kind}: {source.root} split {source.split} has {count} "
                                   f"images, the domain monitor needs at least {MIN_CALIBRATION_FRAMES}")  # fmt: skip
-        return (read_rgb(cityscapes.images[i]) for i in range(count)), cityscapes.identity(count)
+        return count
     if source.kind == "synthetic":
-        from .synthetic import SyntheticWorld
-
-        world = SyntheticWorld("closed", source.seed, frames, size[0], size[1])
-        return (world[i][0] for i in range(frames)), world.identity() | {"frames": frames}
+        return frames
     raise MakeBundleError(f"no calibration frames for --calibration {source.kind}")
 
 
-def calibration_available() -> bool:
-    """Whether ``meta_ood_training.domain_calibration`` (the domain monitor's calibration) is installed."""
-    import importlib.util
+def calibration_frames(
+    source: CalibrationSource, size: tuple[int, int], frames: int
+) -> tuple[Iterator[npt.NDArray[np.uint8]], dict[str, Any]]:
+    """``frames`` in-domain RGB frames of ``source`` and their identity: Cityscapes images at evenly spaced indices
+    of the split sorted by name (so every city contributes, not only the first), synthetic ones rendered at
+    ``size``.
 
-    return importlib.util.find_spec(f"{__package__}.domain_calibration") is not None
+    Raises:
+        DatasetError, MakeBundleError: see :func:`check_calibration`.
+    """
+    count = check_calibration(source, frames)
+    if source.kind == "cityscapes":
+        assert source.root is not None
+        cityscapes = CityscapesSegmentation(source.root, source.split)
+        picked = np.linspace(0, len(cityscapes) - 1, count).round().astype(int).tolist()
+        identity = cityscapes.identity(count) | {"selection": "evenly spaced", "split_images": len(cityscapes)}
+        return (read_rgb(cityscapes.images[i]) for i in picked), identity
+    from .synthetic import SyntheticWorld
+
+    world = SyntheticWorld("closed", source.seed, count, size[0], size[1])
+    return (world[i][0] for i in range(count)), world.identity() | {"frames": count}
 
 
 def calibrate(bundle_dir: str | Path, source: CalibrationSource, frames: int, *, progress: bool = True) -> None:
     """Write the domain monitor's in-domain statistics of ``frames`` frames of ``source`` into the bundle.
 
     Raises:
-        MakeBundleError: the calibration module is not available (yet), or a bad ``source`` / ``frames``.
+        MakeBundleError: a bad ``source`` / ``frames``.
         DatasetError: missing Cityscapes folders.
     """
-    if not calibration_available():
-        raise MakeBundleError("calibration not available yet (meta_ood_training.domain_calibration is missing); "
-                              "use --calibration none")  # fmt: skip
-    import importlib
-
-    domain_calibration: Any = importlib.import_module(f"{__package__}.domain_calibration")
     size = load_bundle(bundle_dir).metric_size
     images, identity = calibration_frames(source, size, frames)
     t0 = time.perf_counter()
-    domain_calibration.calibrate_bundle(Path(bundle_dir), images, backend="onnxruntime", progress=progress,
-                                        data=identity, total=int(identity["frames"]))  # fmt: skip
+    calibrate_bundle(Path(bundle_dir), images, backend="onnxruntime", progress=progress, data=identity,
+                     total=int(identity["frames"]))  # fmt: skip
     LOG.info("make-bundle: domain monitor calibrated on %d %s frames in %.1f s", identity.get("frames", frames),
              identity.get("dataset"), time.perf_counter() - t0)  # fmt: skip
 
@@ -325,19 +375,21 @@ def make_bundle(
     max_p_false_positive: float = DEFAULT_MAX_P_FALSE_POSITIVE,
     metadata: dict[str, Any] | None = None,
     calibration: CalibrationSource | None = None,
-    calibration_frame_count: int = 100,
+    calibration_frame_count: int = DEFAULT_CALIBRATION_FRAMES,
     progress: bool = True,
 ) -> Bundle:
     """Package ``network`` (and ``meta``, or keep every component) into ``out_dir``, calibrate the domain monitor
-    on ``calibration`` frames (unless None / ``none``), and validate the result (:func:`validate_bundle`).
+    on ``calibration`` frames (unless None / ``none``; ``auto``: :func:`resolve_calibration`), and validate the
+    result (:func:`validate_bundle`).
 
     Raises:
-        MakeBundleError: bad sizes, threshold or cut, calibration not available, or a bundle that does not load
-            or run (the reason named).
+        MakeBundleError: bad sizes, threshold, cut or calibration frames, or a bundle that does not load or run (the
+            reason named).
+        DatasetError: calibration frames from a Cityscapes root without the split.
     """
-    if calibration is not None and calibration.kind != "none" and not calibration_available():
-        raise MakeBundleError("calibration not available yet (meta_ood_training.domain_calibration is missing); "
-                              "use --calibration none")  # fmt: skip
+    calibration = resolve_calibration(calibration or CalibrationSource("none"), network)
+    if calibration.kind != "none":  # a missing folder or too few frames fail now, not after the export
+        check_calibration(calibration, calibration_frame_count)
     for name, size in (("input size", input_size), ("metric size", metric_size or input_size)):
         if not _is_size(size) or min(size) < 16:
             raise MakeBundleError(f"{name} must be two integers of at least 16 (H W), got {size}")
@@ -370,7 +422,7 @@ def make_bundle(
         LOG.warning("make-bundle: the meta classifier was trained on components of another network (SHA-256 %s…, "
                     "this bundle's %s…): extract them again through a keep-all bundle of this network",
                     trained_on[:12], str(this)[:12])  # fmt: skip
-    if calibration is not None and calibration.kind != "none":
+    if calibration.kind != "none":
         calibrate(out_dir, calibration, calibration_frame_count, progress=progress)
     validate_bundle(out_dir)
     return load_bundle(out_dir)

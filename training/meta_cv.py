@@ -104,8 +104,11 @@ class CVResult:
 def splits(data: MetaDataset, config: CVConfig) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
     """(train rows, test rows) per fold.
 
+    Group-kfold on fewer groups than ``config.folds`` (e.g. a LostAndFound tree of a few sequences) uses one fold
+    per group, with a one-line warning.
+
     Raises:
-        MetaDataError: group-kfold without groups, or with fewer groups than folds.
+        MetaDataError: group-kfold without groups, or with a single group.
     """
     n = data.n
     if config.cv == "loo":
@@ -114,13 +117,16 @@ def splits(data: MetaDataset, config: CVConfig) -> list[tuple[npt.NDArray[np.int
     if data.group is None:
         raise MetaDataError("group-kfold needs a 'group' array (frame or sequence id per component)")
     n_groups = len(np.unique(data.group))
-    if n_groups < config.folds:
-        raise MetaDataError(
-            f"group-kfold with {config.folds} folds needs at least {config.folds} groups, got {n_groups}"
-        )
+    if n_groups < 2:
+        raise MetaDataError(f"group-kfold needs at least 2 groups (frames or sequences), got {n_groups}")
+    n_folds = config.folds
+    if n_groups < n_folds:
+        LOG.warning("group-kfold: %d groups for %d folds: using %d folds (one group each)", n_groups, n_folds,
+                    n_groups)  # fmt: skip
+        n_folds = n_groups
     from sklearn.model_selection import GroupKFold
 
-    folds = GroupKFold(n_splits=config.folds).split(data.X, data.y, data.group)
+    folds = GroupKFold(n_splits=n_folds).split(data.X, data.y, data.group)
     return [(train.astype(np.int64), test.astype(np.int64)) for train, test in folds]
 
 
@@ -133,6 +139,8 @@ def cross_validate(data: MetaDataset, config: CVConfig, *, progress: bool = Fals
     data.require_both_classes()
     start = time.perf_counter()
     folds = splits(data, config)
+    if config.cv == "group-kfold" and len(folds) != config.folds:
+        config = replace(config, folds=len(folds))  # the report names the folds used
     means, scales = _fold_standardization(data.X, folds, config.standardize)
     proba = np.empty(data.n)
     degenerate = 0

@@ -8,6 +8,7 @@ measured is what the node runs.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -29,9 +30,10 @@ from meta_ood_perception.models import MEAN_RGB, STD_RGB
 from meta_ood_perception.pipeline import AnomalyPipeline, PipelineConfig
 from meta_ood_perception.scores import DEFAULT_THRESHOLD
 
-from .export import export_onnx
+from .export import DEFAULT_OPSET, export_onnx, model_from_bundle
 
 ONNX_FILE = "model.onnx"
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,9 @@ def register_model_file(bundle_dir: str | Path, role: str, path: str | Path) -> 
     loaded again.
 
     The manifest is rewritten in place (every other field, e.g. a domain calibration, is kept; the write is atomic).
-    The checksum of a file the role named before is dropped when no other role names it (the file stays).
+    The checksum of a file the role named before is dropped when no other role names it (the file stays). A new
+    ``"onnx"`` graph (another file or other bytes) also drops the ``"tensorrt"`` engine from the model files: it
+    was built from the old graph (logged; the engine file stays).
 
     Raises:
         BundleError: the bundle does not load, ``path`` is not a file inside it, or ``role`` is ``"torch"`` (the
@@ -103,14 +107,67 @@ def register_model_file(bundle_dir: str | Path, role: str, path: str | Path) -> 
     files: dict[str, str] = manifest["model"]["files"]
     checksums: dict[str, str] = manifest["checksums"]
     old = files.get(role)
+    old_digest = checksums.get(old) if old is not None else None
     files[role] = name
     checksums[name] = sha256_file(file)
-    if old is not None and old != name and old not in files.values() and old != manifest.get("meta_classifier"):
-        checksums.pop(old, None)
+    if old is not None and old != name:
+        _drop_checksum(manifest, old)
+    if role == "onnx" and "tensorrt" in files and (old, old_digest) != (name, checksums[name]):
+        engine = files.pop("tensorrt")
+        _drop_checksum(manifest, engine)
+        LOG.warning("%s: dropped the TensorRT engine %s from the bundle's model files: it was built from the ONNX "
+                    "graph %s replaces (rebuild it with meta-ood build-engine)", bundle.root, engine, name)  # fmt: skip
     tmp = manifest_path.with_name(MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     os.replace(tmp, manifest_path)
     return load_bundle(bundle.root)
+
+
+def _drop_checksum(manifest: dict[str, Any], name: str) -> None:
+    """Forget the checksum of ``name`` unless a model file role or the meta classifier still names it."""
+    if name not in manifest["model"]["files"].values() and name != manifest.get("meta_classifier"):
+        manifest["checksums"].pop(name, None)
+
+
+def export_into_bundle(
+    bundle: Bundle,
+    path: str | Path | None = None,
+    *,
+    height: int | None = None,
+    width: int | None = None,
+    dynamic: bool = False,
+    heatmaps: bool = False,
+    opset: int = DEFAULT_OPSET,
+) -> Bundle:
+    """Export the bundle's network to ``path`` inside it (default ``<bundle>/model.onnx``) and register it as its
+    ONNX graph (:func:`register_model_file`); returns the bundle loaded again.
+
+    The graph is written to a temporary file beside ``path`` and moved over it only when complete, then
+    registered: an interrupted export leaves the bundle as it was (its checksums valid).
+
+    Raises:
+        BundleError: ``path`` is not inside the bundle, or a fixed size other than the bundle's input size.
+    """
+    root = bundle.root.resolve()
+    target = Path(path).resolve() if path is not None else root / ONNX_FILE
+    if root not in target.parents:
+        raise BundleError(f"cannot export into {bundle.root}: {path} is not inside the bundle directory")
+    h, w = height or bundle.input_size[0], width or bundle.input_size[1]
+    if not dynamic and (h, w) != bundle.input_size:
+        raise BundleError(f"a graph registered in {bundle.root} must take its input size {bundle.input_size[0]}×"
+                          f"{bundle.input_size[1]} (or be dynamic), not {h}×{w}")  # fmt: skip
+    model, num_classes = model_from_bundle(bundle)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        export_onnx(model, tmp, num_classes=num_classes, height=h, width=w, dynamic=dynamic, heatmaps=heatmaps,
+                    opset=opset)  # fmt: skip
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return register_model_file(root, "onnx", target)
 
 
 class DeployedPipeline:
@@ -125,7 +182,9 @@ class DeployedPipeline:
         self._tmp = tempfile.TemporaryDirectory(prefix="meta_ood_bundle_")
         try:
             bundle = package(self.model, self._tmp.name, self.spec)
-            return AnomalyPipeline.from_bundle(bundle, backend="onnxruntime", config=self.config, threads=2)
+            return AnomalyPipeline.from_bundle(
+                bundle, backend="onnxruntime", config=self.config, threads=2, warn_uncalibrated=False
+            )
         except BaseException:
             self._tmp.cleanup()
             raise

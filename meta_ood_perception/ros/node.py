@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..brake import BrakeHint
-from ..bundle import DEFAULT_BUNDLE, Bundle, load_bundle
+from ..bundle import DEFAULT_BUNDLE, DEFAULT_BUNDLE_WARNING, Bundle, load_bundle
 from ..pipeline import AnomalyPipeline
 from ..reports import first_line
 from . import conversions as cv
@@ -45,12 +45,6 @@ from .scheduler import LatestFrameScheduler
 LIVE_PARAMETERS = {
     "threshold", "max_p_false_positive", "region", "road_class", "domain_patience", "publish_score", "max_rate_hz",
 }  # fmt: skip
-#: Logged once when the node loads the embedded default bundle.
-DEFAULT_BUNDLE_WARNING = (
-    "the embedded default bundle is a demonstrator trained only on the synthetic world of meta_ood_training.synthetic: "
-    "on real camera images its anomaly score and its brake hint mean nothing (its domain monitor makes the brake hint "
-    "unavailable on frames outside that world); give the node a bundle trained on real data (parameter bundle)"
-)
 LOG = logging.getLogger(__name__)
 
 
@@ -280,13 +274,11 @@ def make_node_class() -> type:
 
 def bundle_warnings(bundle: Bundle) -> list[str]:
     """What the node logs once at load time about ``bundle``: that the embedded default bundle is a demonstrator of
-    the synthetic world, and that a bundle without a domain calibration runs with the domain monitor off."""
+    the synthetic world; that a bundle without a domain calibration runs with the domain monitor off is said once by
+    its :class:`~meta_ood_perception.pipeline.AnomalyPipeline`."""
     lines = []
     if bundle.root.resolve() == DEFAULT_BUNDLE.resolve():
         lines.append(DEFAULT_BUNDLE_WARNING)
-    if bundle.domain is None:
-        lines.append(f"bundle {bundle.root} has no domain calibration: the domain monitor is off (frames from another "
-                     "world are not detected; calibrate it with meta_ood_training.domain_calibration)")  # fmt: skip
     return lines
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..backends import BACKENDS
 from ..brake import DEFAULT_CORRIDOR, BrakeConfig
-from ..pipeline import REGIONS, PipelineConfig
+from ..pipeline import DEFAULT_ROAD_CLASS, REGIONS, PipelineConfig
 from ..reports import first_line
 
 #: name → (default, description). Types follow the defaults (a list of str / float is a ROS array parameter).
@@ -44,7 +44,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "components whose meta-classifier P(false positive) reaches this are removed; -1 = the bundle's cut",
     ),
     "region": ("road", "where components may lie: road (the predicted drivable region) or frame (anywhere)"),
-    "road_class": ("road", "class name of the drivable road (for region and brake.use_road)"),
+    "road_class": (DEFAULT_ROAD_CLASS, "class name of the drivable road (for region and brake.use_road)"),
     "domain_patience": (
         3,
         "frames in a row outside the bundle's domain (domain monitor) after which the brake hint is unavailable",

@@ -134,8 +134,9 @@ class CameraProcessor:
 
     def unavailable(self, header: Any, reason: str, *, reset: bool = True) -> ProcessedFrame:
         """A fail-safe brake output for ``header`` (e.g. no input for too long, a message that does not
-        deserialize); ``reset`` restarts the brake history."""
-        hint = self.pipeline.brake_policy.unavailable(reason, reset=reset)
+        deserialize); ``reset`` restarts the pipeline's history (:meth:`AnomalyPipeline.reset`: the brake history
+        and the run of frames outside the domain), as the node does after a gap or a fault."""
+        hint = self._unavailable(reason, reset)
         messages = {"emergency_brake": cv.brake_to_msg(hint, header, self.types)}
         return ProcessedFrame(self.camera, cv.stamp_ns(header), None, None, hint, messages)
 
@@ -149,13 +150,19 @@ class CameraProcessor:
         *,
         reset: bool = True,
     ) -> ProcessedFrame:
-        hint = self.pipeline.brake_policy.unavailable(reason, reset=reset)
+        hint = self._unavailable(reason, reset)
         messages = {}
         if header is not None:
             with contextlib.suppress(AttributeError, TypeError, ValueError):  # a header with unusable fields
                 messages["emergency_brake"] = cv.brake_to_msg(hint, header, self.types)
         rejection = Rejection(self.camera.input, stamp, reason, kind)
         return ProcessedFrame(self.camera, stamp, image, None, hint, messages, rejection)
+
+    def _unavailable(self, reason: str, reset: bool) -> BrakeHint:
+        """The fail-safe hint; ``reset`` restarts the whole pipeline history (one behaviour for node and replay)."""
+        if reset:
+            self.pipeline.reset()
+        return self.pipeline.brake_policy.unavailable(reason, reset=False)
 
 
 class ProcessingStats:

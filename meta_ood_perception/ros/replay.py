@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ..bundle import load_bundle
+from ..bundle import DEFAULT_BUNDLE, DEFAULT_BUNDLE_WARNING, load_bundle
 from ..evaluation import PixelMetricsAccumulator
 from ..pipeline import AnomalyPipeline, ComponentInfo
 from ..reports import first_line, write_json
@@ -541,6 +541,8 @@ def _default_factory(config: NodeConfig) -> Callable[[NodeConfig], AnomalyPipeli
     from ..backends import create_backend
 
     backend = create_backend(config.backend, bundle, **config.backend_options)
+    if bundle.root.resolve() == DEFAULT_BUNDLE.resolve():  # said once the bundle runs (a bad setting stays one line)
+        LOG.warning("%s", DEFAULT_BUNDLE_WARNING)
 
     def factory(cfg: NodeConfig) -> AnomalyPipeline:
         pipeline = AnomalyPipeline(bundle, backend, cfg.pipeline)

@@ -100,6 +100,10 @@ def pipeline():
     return p
 
 
+#: Arrival period of the real-pipeline overload test, seconds (2,000 frames/s).
+OVERLOAD_PERIOD_S = 0.0005
+
+
 def test_overload_real_pipeline(pipeline):
     images = [image for image, _ in drive(5, 20, 64, 128)]
     processor = CameraProcessor(camera_topics(TOPIC), pipeline, T)
@@ -114,7 +118,10 @@ def test_overload_real_pipeline(pipeline):
         done_ms.append(frame.timings_ms["total"])
         return frame
 
-    figures = overload(LatestFrameScheduler([TOPIC], handler), msgs, period / 2)
+    # A fixed arrival period far below any CPU pipeline's processing time (not one calibrated on the warm-up frames:
+    # on a loaded machine the warm-up and the run see different speeds), so the camera outpaces the worker whatever
+    # the load.
+    figures = overload(LatestFrameScheduler([TOPIC], handler), msgs, OVERLOAD_PERIOD_S)
     p99_processing = float(np.percentile(done_ms, 99))
     print(f"\noverload real pipeline: {figures}, processing p50 {period * 1e3:.2f} ms p99 {p99_processing:.2f} ms")
     assert figures["processed"] + figures["dropped"] == count and figures["rejected"] == 0

@@ -48,8 +48,10 @@ def build_coco_ood(
         min_side: drop images whose shorter side is below this (e.g. the 480-pixel training crop); 0 keeps all.
         progress: show a progress bar.
 
+    Annotated images whose file is missing on disk are skipped (counted in one warning).
+
     Raises:
-        DatasetError: a missing annotation file or image folder.
+        DatasetError: a missing annotation file or image folder, or no image left because their files are missing.
     """
     from pycocotools.coco import COCO
 
@@ -66,8 +68,12 @@ def build_coco_ood(
     excluded_ids = {cid for cid, name in names.items() if name in excluded}
     (out / "masks").mkdir(parents=True, exist_ok=True)
     index = []
+    missing: list[str] = []
     for image_id in tqdm(sorted(coco.getImgIds()), desc="COCO-OoD", disable=not progress):
         info = coco.loadImgs(image_id)[0]
+        if not (image_dir / info["file_name"]).is_file():  # e.g. a partial download of the split
+            missing.append(info["file_name"])
+            continue
         anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None))
         if not anns or any(a["category_id"] in excluded_ids for a in anns):
             continue
@@ -87,8 +93,16 @@ def build_coco_ood(
                 "ood_fraction": float((mask == OOD_LABEL).mean()),
             }
         )
+    total = len(coco.getImgIds())
+    if missing:
+        if not index:
+            rest = "" if len(missing) == total else ", the others show excluded categories or no object"
+            raise DatasetError(f"no COCO-OoD image left: {len(missing)} of the {total} images of {ann_file.name} are "
+                               f"missing under {image_dir} (first: {missing[0]}){rest}")  # fmt: skip
+        LOG.warning("COCO-OoD: skipped %d of %d annotated %s images whose file is missing under %s (first: %s)",
+                    len(missing), total, split, image_dir, missing[0])  # fmt: skip
     (out / "index.json").write_text(json.dumps(index, indent=0))
-    LOG.info("COCO-OoD: kept %d of %d %s images -> %s", len(index), len(coco.getImgIds()), split, out)
+    LOG.info("COCO-OoD: kept %d of %d %s images -> %s", len(index), total, split, out)
     return index
 
 

@@ -10,16 +10,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from meta_ood_perception.reports import first_line
 
 from .base import VOID_LABEL, DatasetError, paired_files, read_label, read_rgb
 
 #: LostAndFound object ids that are not hazards (marker poles, posts, timber, wheel cap, wood): void.
 LAF_NON_HAZARD_IDS = (31, 33, 34, 36, 37, 38, 39)
 LAF_FREE_SPACE_ID = 1
+LOG = logging.getLogger(__name__)
 
 
 def _laf_lut() -> npt.NDArray[np.uint8]:
@@ -61,33 +65,39 @@ class LostAndFound:
 class FishyscapesStatic:
     """Fishyscapes Static: targets 0 in-distribution, 1 OoD, 255 void (other label values become void).
 
-    Three layouts, found in ``<root>/<split>`` or, when that folder does not exist, under ``<root>`` itself:
+    Three layouts, found in ``<root>/<split>`` or, when that folder does not exist, directly under ``<root>``:
 
-    * the research code's: ``<name>.png`` labels beside ``<name>.jpg`` images;
+    * the research code's: ``<name>.png`` labels beside ``<name>.jpg`` images (in ``<root>/<split>`` and its
+      subfolders, or flat in ``<root>``);
     * ``original/<name>.png`` (or ``.jpg``) images with ``labels/<name>.png`` (a common preprocessed copy);
     * the authors' release (``fs_val_v1.zip`` … ``fs_val_v3.zip`` from fishyscapes.com, the files the
       bdl-benchmark ``tfds`` builder reads): flat ``<NNNN>_<cityscapes id>_labels.png`` masks, each with either
       the blended image ``<NNNN>_<cityscapes id>_rgb.png`` (or ``.jpg``) or the overlay
       ``<NNNN>_<cityscapes id>_rgb.npz`` (int array ``rgb``, H×W×3) that is added to the Cityscapes validation
       image ``<cityscapes_root>/leftImg8bit/val/<city>/<cityscapes id>_leftImg8bit.png`` and clipped to 0…255
-      (as the benchmark does); overlays need ``cityscapes_root``; the release may sit in a subfolder.
+      (as the benchmark does); the release may sit in a subfolder. Without ``cityscapes_root`` the overlays'
+      Cityscapes root is looked for in ``<root>``, its parent and ``<root>/../cityscapes`` (the first with
+      ``leftImg8bit/val``).
 
     The bdl-benchmark's prepared ``tfds`` TFRecords are not read (write their examples out as ``_rgb.png`` /
     ``_labels.png`` pairs).
 
     Raises:
         DatasetError: no folder, no label files, a label without its image (or overlay, or Cityscapes base
-            image), or overlays without ``cityscapes_root``.
+            image), or overlays without a Cityscapes root (given or found).
     """
 
     def __init__(self, root: str | Path, split: str = "Static", *, cityscapes_root: str | Path | None = None) -> None:
         root = Path(root)
         folder = root / split
-        if not folder.is_dir():
-            if not root.is_dir() or not any(root.rglob("*_labels.png")):
-                raise DatasetError(f"Fishyscapes folder not found: {folder} (nor *_labels.png files under {root})")
+        nested = folder.is_dir()
+        if not nested:
+            if not _has_layout(root):
+                raise DatasetError(f"Fishyscapes folder not found: {folder} (nor a layout directly under {root}: "
+                                   "labels/ + original/, <name>.jpg + <name>.png, or *_labels.png)")  # fmt: skip
             folder = root
-        self.folder, self.split = folder, split
+        self.root, self.folder, self.split = root, folder, split
+        self.cityscapes_root = Path(cityscapes_root) if cityscapes_root is not None else None
         self.overlays: list[Path | None] = []
         release = sorted(folder.rglob("*_labels.png"))
         if (folder / "labels").is_dir() and (folder / "original").is_dir():
@@ -100,10 +110,10 @@ class FishyscapesStatic:
         elif release:
             self.layout = "release"
             self.targets = release
-            self.images = [self._release_image(t, cityscapes_root) for t in release]
+            self.images = [self._release_image(t) for t in release]
         else:
             self.layout = "research"
-            self.targets = sorted(folder.glob("*.png"))
+            self.targets = sorted(folder.rglob("*.png") if nested else folder.glob("*.png"))
             if not self.targets:
                 raise DatasetError(f"no *.png or *_labels.png label files under {folder}")
             self.images = [t.with_suffix(".jpg") for t in self.targets]
@@ -112,7 +122,7 @@ class FishyscapesStatic:
             if missing:
                 raise DatasetError(f"{len(missing)} Fishyscapes image(s) missing, first: {missing[0]}")
 
-    def _release_image(self, labels: Path, cityscapes_root: str | Path | None) -> Path:
+    def _release_image(self, labels: Path) -> Path:
         """The image of one release label file (appends its overlay, or None, to ``self.overlays``)."""
         stem = labels.name.removesuffix("_labels.png")
         for ext in (".png", ".jpg"):
@@ -123,18 +133,31 @@ class FishyscapesStatic:
         overlay = labels.with_name(f"{stem}_rgb.npz")
         if not overlay.is_file():
             raise DatasetError(f"Fishyscapes image missing for {labels.name}: no {stem}_rgb.png, .jpg or .npz")
-        if cityscapes_root is None:
-            raise DatasetError(f"Fishyscapes overlays ({overlay.name}) are added to Cityscapes validation images: "
-                               "give the Cityscapes root (--cityscapes-root)")  # fmt: skip
         index, _, cityscapes_id = stem.partition("_")
         if not index.isdigit() or not cityscapes_id:
             raise DatasetError(f"{overlay}: expected a name <NNNN>_<cityscapes id>_rgb.npz")
         city = cityscapes_id.split("_")[0]
-        base = Path(cityscapes_root) / "leftImg8bit" / "val" / city / f"{cityscapes_id}_leftImg8bit.png"
+        base = self._cityscapes(overlay) / "leftImg8bit" / "val" / city / f"{cityscapes_id}_leftImg8bit.png"
         if not base.is_file():
             raise DatasetError(f"Cityscapes base image of {overlay.name} not found: {base}")
         self.overlays.append(overlay)
         return base
+
+    def _cityscapes(self, overlay: Path) -> Path:
+        """The Cityscapes root of the overlays: the given one, else the first of ``<root>``, its parent and
+        ``<root>/../cityscapes`` with ``leftImg8bit/val`` (found once, logged)."""
+        if self.cityscapes_root is None:
+            base = self.root.resolve()
+            candidates = (base, base.parent, base.parent / "cityscapes")
+            found = next((c for c in candidates if (c / "leftImg8bit" / "val").is_dir()), None)
+            if found is None:
+                raise DatasetError(f"Fishyscapes overlays ({overlay.name}) are added to Cityscapes validation images, "
+                                   f"and no leftImg8bit/val is in {base}, its parent or {base.parent / 'cityscapes'}: "
+                                   "give the Cityscapes root (--cityscapes-root)")  # fmt: skip
+            LOG.info("Fishyscapes overlays: Cityscapes validation images of %s (found beside %s; --cityscapes-root "
+                     "chooses another)", found, self.root)  # fmt: skip
+            self.cityscapes_root = found
+        return self.cityscapes_root
 
     def __len__(self) -> int:
         return len(self.images)
@@ -158,6 +181,16 @@ class FishyscapesStatic:
         return image, target
 
 
+def _has_layout(root: Path) -> bool:
+    """Whether ``root`` itself holds a Fishyscapes layout: ``labels/`` + ``original/``, ``*_labels.png`` (anywhere
+    below), or ``<name>.png`` labels with ``<name>.jpg`` images."""
+    if not root.is_dir():
+        return False
+    if (root / "labels").is_dir() and (root / "original").is_dir():
+        return True
+    return any(root.rglob("*_labels.png")) or any(p.with_suffix(".jpg").is_file() for p in root.glob("*.png"))
+
+
 def _image_for(folder: Path, stem: str) -> Path:
     """``<folder>/<stem>.png`` / ``.jpg`` / ``.jpeg`` (``_labels`` in the stem may read ``_rgb`` or nothing)."""
     base = stem.removesuffix("_labels")
@@ -174,7 +207,7 @@ def _blend(base: npt.NDArray[np.uint8], overlay_path: Path) -> npt.NDArray[np.ui
         with np.load(overlay_path, allow_pickle=False) as data:
             overlay = np.asarray(data["rgb"])
     except (OSError, ValueError, KeyError) as err:
-        raise DatasetError(f"cannot read Fishyscapes overlay {overlay_path}: {err}") from err
+        raise DatasetError(f"cannot read Fishyscapes overlay {overlay_path}: {first_line(err)}") from err
     if overlay.shape != base.shape:
         raise DatasetError(f"{overlay_path}: overlay {overlay.shape} does not fit its base image {base.shape}")
     return np.clip(base.astype(np.int32) + overlay.astype(np.int32), 0, 255).astype(np.uint8)
