@@ -277,7 +277,7 @@ def cmd_build_default_bundle(args: argparse.Namespace) -> None:
 
 
 def cmd_results(args: argparse.Namespace) -> None:
-    """Regenerate docs/RESULTS.md and its figures: the paper's tables and figures on the synthetic world (~15 min)."""
+    """Regenerate docs/RESULTS.md and its figures: the paper's tables and figures on the synthetic world (~40 min)."""
     _training()
     from meta_ood_training.results import ResultsConfig, run_results, smoke_config
 
