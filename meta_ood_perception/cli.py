@@ -614,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_replay)
     demo = sub.add_parser("demo", help=cmd_demo.__doc__)
     demo.add_argument("--out", type=Path, default=Path("meta_ood_demo"), help="output folder (default meta_ood_demo)")
-    demo.add_argument("--seed", type=int, default=2024, help="seed of the synthetic drive")
+    demo.add_argument("--seed", type=int, default=2027, help="seed of the synthetic drive")
     demo.add_argument("--frames", type=int, default=200, help="frames in the drive (10 per second)")
     demo.add_argument("--size", type=int, nargs=2, default=list(SYNTHETIC_SIZE), metavar=("H", "W"),
                       help="camera resolution (default %(default)s)")  # fmt: skip

@@ -36,7 +36,7 @@ class DemoConfig:
     """Demo settings: output folder, the drive (seed, frames, size, rate) and the bundle / backend to replay with."""
 
     out: Path = Path("meta_ood_demo")
-    seed: int = 2024
+    seed: int = 2027
     frames: int = 200
     height: int = 256
     width: int = 512

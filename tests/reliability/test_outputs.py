@@ -110,3 +110,17 @@ def test_demo_never_writes_into_a_foreign_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         run_demo(DemoConfig(out=tmp_path / "file", frames=8, height=64, width=128), progress=False)
+
+
+def test_the_default_demo_shows_the_meta_classifier_removing_false_positives(tmp_path):
+    """The demo's default drive through the embedded bundle: the hazard is found, the meta classifier removes
+    false-positive components and keeps most true detections, and the report counts both."""
+    from meta_ood_training.demo import DemoConfig, run_demo
+
+    summary = run_demo(DemoConfig(out=tmp_path / "demo", frames=60), progress=False)
+    meta = summary["labels"]["meta_classifier"]
+    assert meta["false_positives_before"] > 0 and meta["false_positives_after"] < meta["false_positives_before"]
+    assert meta["true_detections"] > 0 and meta["true_detections_lost"] < meta["true_detections"] / 2
+    assert summary["frames_out_of_domain"] == 0
+    report = (tmp_path / "demo" / "REPORT.md").read_text()
+    assert f"| false-positive components (no hazard pixel) | {meta['false_positives_before']} | " in report
