@@ -56,6 +56,10 @@ _LUMA = (0.299, 0.587, 0.114)
 SCALE_TOLERANCE = 1.5
 
 
+class DomainError(ValueError):
+    """Bad domain-monitor input or calibration data, with the bad value in one line."""
+
+
 @dataclass(frozen=True)
 class Statistic:
     """One per-frame statistic of the monitor.
@@ -180,12 +184,12 @@ def frame_features(
         :class:`DomainFeatures` with every statistic of :data:`STATISTICS`.
 
     Raises:
-        ValueError: arrays of the wrong rank.
+        DomainError: arrays of the wrong rank.
     """
     if network_input.ndim != 4 or network_input.shape[:2] != (1, 3):
-        raise ValueError(f"domain monitor: network input must be (1, 3, h, w), got {network_input.shape}")
+        raise DomainError(f"domain monitor: network input must be (1, 3, h, w), got {network_input.shape}")
     if probs.ndim != 3 or score.ndim != 2:
-        raise ValueError(f"domain monitor: probs must be (C, h, w) and score (h, w), got {probs.shape}, {score.shape}")
+        raise DomainError(f"domain monitor: probs must be (C, h, w) and score (h, w), got {probs.shape}, {score.shape}")
     x = network_input[0, :, ::2, ::2]
     std_ = np.asarray(std, np.float32)
     mean_ = np.asarray(mean, np.float32)
@@ -257,35 +261,37 @@ class DomainCalibration:
     def __post_init__(self) -> None:
         n = len(self.statistics)
         if n == 0:
-            raise ValueError("domain calibration needs at least one statistic")
+            raise DomainError(f"domain calibration needs at least one statistic, got {list(self.statistics)!r}")
         unknown = [s for s in self.statistics if s not in _BY_NAME]
         if unknown:
-            raise ValueError(f"unknown domain statistic(s) {', '.join(map(repr, unknown))} (known: "
+            raise DomainError(f"unknown domain statistic(s) {', '.join(map(repr, unknown))} (known: "
                              f"{', '.join(STATISTIC_NAMES)})")  # fmt: skip
         if len(set(self.statistics)) != n:
-            raise ValueError(f"domain statistics listed twice: {list(self.statistics)}")
+            raise DomainError(f"domain statistics listed twice: {list(self.statistics)}")
         for name in ("center", "scale_low", "scale_high"):
             values = getattr(self, name)
             if len(values) != n or not all(_finite(v) for v in values):
-                raise ValueError(f"domain {name} needs {n} finite numbers, got {values!r}")
+                raise DomainError(f"domain {name} needs {n} finite numbers, got {values!r}")
         if not all(v > 0 for v in (*self.scale_low, *self.scale_high)):
-            raise ValueError("domain scale_low / scale_high must be > 0")
+            raise DomainError(
+                f"domain scale_low / scale_high must be > 0, got {list(self.scale_low)!r} / {list(self.scale_high)!r}"
+            )
         if not (_finite(self.threshold) and self.threshold > 0):
-            raise ValueError(f"domain threshold must be a finite number > 0, got {self.threshold!r}")
+            raise DomainError(f"domain threshold must be a finite number > 0, got {self.threshold!r}")
         if not (_finite(self.quantile) and 0.0 <= self.quantile < 0.5):
-            raise ValueError(f"domain quantile must lie in [0, 0.5), got {self.quantile!r}")
+            raise DomainError(f"domain quantile must lie in [0, 0.5), got {self.quantile!r}")
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 1:
-            raise ValueError(f"domain frames must be a positive integer, got {self.frames!r}")
+            raise DomainError(f"domain frames must be a positive integer, got {self.frames!r}")
         if not (_finite(self.flagged_fraction) and 0.0 <= self.flagged_fraction <= 1.0):
-            raise ValueError(f"domain flagged_fraction must lie in [0, 1], got {self.flagged_fraction!r}")
+            raise DomainError(f"domain flagged_fraction must lie in [0, 1], got {self.flagged_fraction!r}")
         if self.method != METHOD:
-            raise ValueError(f"domain method {self.method!r} is not known to this code (reads {METHOD!r})")
+            raise DomainError(f"domain method {self.method!r} is not known to this code (reads {METHOD!r})")
         if not isinstance(self.data, dict):
-            raise ValueError("domain data must be an object")
+            raise DomainError(f"domain data must be an object, got {type(self.data).__name__}")
         if self.scale_range is not None:
             pair = tuple(self.scale_range)
             if len(pair) != 2 or not all(_finite(v) and v > 0 for v in pair) or pair[0] > pair[1]:
-                raise ValueError(f"domain scale_range must be two finite numbers 0 < low <= high, got "
+                raise DomainError(f"domain scale_range must be two finite numbers 0 < low <= high, got "
                                  f"{self.scale_range!r}")  # fmt: skip
             object.__setattr__(self, "scale_range", (float(pair[0]), float(pair[1])))
         object.__setattr__(self, "statistics", tuple(self.statistics))
@@ -362,37 +368,39 @@ class DomainCalibration:
         """Parse :meth:`to_dict`'s object (``range`` and ``description`` are informative and ignored).
 
         Raises:
-            ValueError: one line naming the missing or bad field.
+            DomainError: one line naming the missing or bad field.
         """
         if not isinstance(obj, Mapping):
-            raise ValueError(f"domain calibration must be an object, got {type(obj).__name__}")
+            raise DomainError(f"domain calibration must be an object, got {type(obj).__name__}")
         for key in ("method", "threshold", "quantile", "frames", "statistics"):
             if key not in obj:
-                raise ValueError(f"domain calibration: missing field {key!r}")
+                raise DomainError(f"domain calibration: missing field {key!r}")
         stats = obj["statistics"]
         if not isinstance(stats, Mapping) or not stats:
-            raise ValueError("domain calibration: 'statistics' must be a non-empty object")
+            raise DomainError(f"domain calibration: 'statistics' must be a non-empty object, got {stats!r:.80}")
         names, center, low, high = [], [], [], []
         for name, entry in stats.items():
             if not isinstance(entry, Mapping) or not all(k in entry for k in ("center", "scale_low", "scale_high")):
-                raise ValueError(f"domain calibration: statistic {name!r} needs center, scale_low and scale_high")
+                raise DomainError(f"domain calibration: statistic {name!r} needs center, scale_low and scale_high")
             for key in ("center", "scale_low", "scale_high"):
                 if not _finite(entry[key]):
-                    raise ValueError(f"domain calibration: {name}.{key} must be a finite number, got {entry[key]!r}")
+                    raise DomainError(f"domain calibration: {name}.{key} must be a finite number, got {entry[key]!r}")
             names.append(str(name))
             center.append(float(entry["center"]))
             low.append(float(entry["scale_low"]))
             high.append(float(entry["scale_high"]))
         for key in ("threshold", "quantile", "flagged_fraction"):
             if key in obj and not _finite(obj[key]):
-                raise ValueError(f"domain calibration: {key} must be a finite number, got {obj[key]!r}")
+                raise DomainError(f"domain calibration: {key} must be a finite number, got {obj[key]!r}")
         data = obj.get("data", {})
         if not isinstance(data, Mapping):
-            raise ValueError("domain calibration: 'data' must be an object")
+            raise DomainError(f"domain calibration: 'data' must be an object, got {type(data).__name__}")
         scale_range = obj.get("scale_range")
         if scale_range is not None and (not isinstance(scale_range, list | tuple) or len(scale_range) != 2
                                         or not all(_finite(v) for v in scale_range)):  # fmt: skip
-            raise ValueError(f"domain calibration: scale_range must be null or two finite numbers, got {scale_range!r}")
+            raise DomainError(
+                f"domain calibration: scale_range must be null or two finite numbers, got {scale_range!r}"
+            )
         return cls(
             statistics=tuple(names), center=tuple(center), scale_low=tuple(low), scale_high=tuple(high),
             threshold=float(obj["threshold"]), quantile=float(obj["quantile"]), frames=obj["frames"],
@@ -427,30 +435,30 @@ def fit_calibration(
             statistics are always compared).
 
     Raises:
-        ValueError: fewer than 20 frames, a wrong shape, an unknown statistic, bad p / rate / margin.
+        DomainError: fewer than 20 frames, a wrong shape, an unknown statistic, bad p / rate / margin.
     """
     x = np.asarray(values, np.float64)
     names = list(statistics)
     if x.ndim != 2 or x.shape[1] != len(names):
-        raise ValueError(f"domain calibration: values must be (N, {len(names)}), got {x.shape}")
+        raise DomainError(f"domain calibration: values must be (N, {len(names)}), got {x.shape}")
     if x.shape[0] < 20:
-        raise ValueError(f"domain calibration needs at least 20 in-domain frames, got {x.shape[0]}")
+        raise DomainError(f"domain calibration needs at least 20 in-domain frames, got {x.shape[0]}")
     if not 0.0 <= quantile < 0.5 or not 0.0 < target_rate < 1.0 or not margin >= 1.0:
-        raise ValueError(f"domain calibration: need 0 <= quantile < 0.5, 0 < target_rate < 1, margin >= 1; got "
+        raise DomainError(f"domain calibration: need 0 <= quantile < 0.5, 0 < target_rate < 1, margin >= 1; got "
                          f"{quantile}, {target_rate}, {margin}")  # fmt: skip
     unknown = [n for n in names if n not in _BY_NAME]
     if unknown:
-        raise ValueError(f"unknown domain statistic(s) {', '.join(unknown)}")
+        raise DomainError(f"unknown domain statistic(s) {', '.join(unknown)}")
     scale_range = None
     if scales is not None:
         s = np.asarray(scales, np.float64).reshape(-1)
         if s.shape[0] != x.shape[0]:
-            raise ValueError(f"domain calibration: {s.shape[0]} scales for {x.shape[0]} frames")
+            raise DomainError(f"domain calibration: {s.shape[0]} scales for {x.shape[0]} frames")
         s = s[np.isfinite(s) & (s > 0)]
         scale_range = (float(s.min()), float(s.max())) if s.size else None
     keep = [j for j in range(len(names)) if np.isfinite(x[:, j]).all()]
     if not keep:
-        raise ValueError("domain calibration: no statistic is finite on every calibration frame")
+        raise DomainError(f"domain calibration: no statistic of {list(names)!r} is finite on every calibration frame")
     x = x[:, keep]
     kept = [names[j] for j in keep]
     floors = np.array([_BY_NAME[n].min_scale for n in kept])
