@@ -140,6 +140,23 @@ class CameraProcessor:
         messages = {"emergency_brake": cv.brake_to_msg(hint, header, self.types)}
         return ProcessedFrame(self.camera, cv.stamp_ns(header), None, None, hint, messages)
 
+    def overlay(self, frame: ProcessedFrame) -> npt.NDArray[np.uint8] | None:
+        """The human view of ``frame``: (H, W, 3) uint8 **RGB** (kept components tinted with boxes and their
+        1 − P(false positive), removed ones in grey, the brake corridor, a banner with the brake state); a frame
+        whose pipeline failed gets the "perception unavailable" banner and its reason. None when the frame never
+        decoded. The node publishes it on ``<ns>/anomaly_overlay``; ``meta-ood replay --video`` writes it."""
+        from ..overlay import annotate, unavailable
+
+        if frame.image is None:
+            return None
+        if frame.result is None:
+            reason = frame.error.reason if frame.error is not None else ""
+            bgr = unavailable(frame.image, reason, self.camera.name)
+        else:
+            corridor = self.pipeline.brake_policy.corridor_mask(*frame.image.shape[:2])
+            bgr = annotate(frame.image, frame.result, corridor, self.camera.name)
+        return np.ascontiguousarray(bgr[..., ::-1])
+
     def _reject(
         self,
         header: Any,
