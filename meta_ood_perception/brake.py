@@ -19,18 +19,28 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from .errors import ConfigError
+
 #: A trapezoid ahead of the ego vehicle in normalized (x, y) image coordinates (0, 0 = top left, 1, 1 = bottom right).
 DEFAULT_CORRIDOR: tuple[tuple[float, float], ...] = ((0.2, 1.0), (0.42, 0.5), (0.58, 0.5), (0.8, 1.0))
 
 
+def _describe(default: Any, description: str) -> Any:
+    """A dataclass field with ``default`` and a one-line ``description`` (units included) in its metadata: the ROS
+    parameter table reads defaults and descriptions of ``brake.*`` from here."""
+    return field(default=default, metadata={"description": description})
+
+
 @dataclass(frozen=True)
 class BrakeConfig:
-    """Brake-hint policy settings (validated on construction; a bad value raises ``ValueError`` naming it).
+    """Brake-hint policy settings (validated on construction; a bad value raises :class:`ConfigError` naming it as
+    ``brake.<field>``). Each field's ``metadata["description"]`` is its one-line description.
 
     Attributes:
         corridor: polygon of ≥ 3 (x, y) vertices in normalized image coordinates, each in [0, 1].
@@ -42,34 +52,48 @@ class BrakeConfig:
         persistence_n: length of the persistence window, in frames.
         release_frames: consecutive frames without a hit before an active hint turns off.
         full_risk_area_px: corridor area (pixels) at which a component's confidence stops growing with its size.
+        min_risk: risk in [0, 1] a persistent hazard needs to turn the hint active; below it the hint only warns.
     """
 
-    corridor: tuple[tuple[float, float], ...] = DEFAULT_CORRIDOR
-    use_road: bool = False
-    min_area_px: int = 100
-    max_p_false_positive: float = 1.0
-    persistence_k: int = 2
-    persistence_n: int = 3
-    release_frames: int = 5
-    full_risk_area_px: int = 2000
+    corridor: tuple[tuple[float, float], ...] = _describe(
+        DEFAULT_CORRIDOR,
+        "corridor polygon ahead of the vehicle: (x, y) vertices in normalized image coordinates [0, 1]",
+    )
+    use_road: bool = _describe(False, "intersect the corridor with the pixels the network labels as road")
+    min_area_px: int = _describe(100, "camera pixels a component needs inside the corridor to count as a hit")
+    max_p_false_positive: float = _describe(
+        1.0, "components with meta-classifier P(false positive) at or above this are ignored, in [0, 1]"
+    )
+    persistence_k: int = _describe(2, "hit frames needed among the last persistence_n to report a hazard")
+    persistence_n: int = _describe(3, "length of the persistence window, in frames")
+    release_frames: int = _describe(5, "consecutive frames without a hit before a reported hazard is released")
+    full_risk_area_px: int = _describe(
+        2000, "camera pixels inside the corridor at which a component's risk stops growing with its size"
+    )
+    min_risk: float = _describe(0.3, "risk in [0, 1] a persistent hazard needs to turn the brake hint active")
 
     def __post_init__(self) -> None:
         corridor = tuple((float(x), float(y)) for x, y in self.corridor)
         if len(corridor) < 3:
-            raise ValueError(f"brake corridor needs at least 3 vertices, got {len(corridor)}")
+            raise ConfigError(f"brake.corridor needs at least 3 vertices, got {len(corridor)}")
         if not all(0.0 <= v <= 1.0 and math.isfinite(v) for xy in corridor for v in xy):
-            raise ValueError(f"brake corridor vertices must lie in [0, 1] (normalized image coordinates): {corridor}")
+            raise ConfigError(f"brake.corridor vertices must lie in [0, 1] (normalized image coordinates): {corridor}")
         object.__setattr__(self, "corridor", corridor)
         if self.min_area_px < 1:
-            raise ValueError(f"brake min_area_px must be >= 1, got {self.min_area_px}")
+            raise ConfigError(f"brake.min_area_px must be >= 1, got {self.min_area_px}")
         if not 0.0 <= self.max_p_false_positive <= 1.0:
-            raise ValueError(f"brake max_p_false_positive must lie in [0, 1], got {self.max_p_false_positive}")
+            raise ConfigError(f"brake.max_p_false_positive must lie in [0, 1], got {self.max_p_false_positive}")
         if self.persistence_n < 1 or not 1 <= self.persistence_k <= self.persistence_n:
-            raise ValueError(f"brake persistence needs 1 <= k <= n, got k={self.persistence_k}, n={self.persistence_n}")
+            raise ConfigError(
+                f"brake.persistence_k / brake.persistence_n need 1 <= k <= n, got k={self.persistence_k}, "
+                f"n={self.persistence_n}"
+            )
         if self.release_frames < 1:
-            raise ValueError(f"brake release_frames must be >= 1, got {self.release_frames}")
+            raise ConfigError(f"brake.release_frames must be >= 1, got {self.release_frames}")
         if self.full_risk_area_px < 1:
-            raise ValueError(f"brake full_risk_area_px must be >= 1, got {self.full_risk_area_px}")
+            raise ConfigError(f"brake.full_risk_area_px must be >= 1, got {self.full_risk_area_px}")
+        if not 0.0 <= self.min_risk <= 1.0:  # also refuses NaN
+            raise ConfigError(f"brake.min_risk must lie in [0, 1], got {self.min_risk}")
 
 
 @dataclass(frozen=True)
