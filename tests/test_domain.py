@@ -500,7 +500,7 @@ def test_node_diagnostics_are_stale_while_the_domain_holds_the_brake_unavailable
 
 
 def test_the_node_says_at_load_time_what_the_default_bundle_is(tmp_path):
-    from meta_ood_perception.ros.node import bundle_warnings
+    from meta_ood_perception.bundle import bundle_warnings
 
     lines = bundle_warnings(load_bundle("default"))
     assert len(lines) == 1 and "demonstrator" in lines[0] and "synthetic world" in lines[0]

@@ -30,7 +30,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from meta_ood_perception.ros import conversions as cv  # noqa: E402
-from meta_ood_perception.ros.node import make_node_class  # noqa: E402
+from meta_ood_perception.ros.node import AnomalyNode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPIC = "/cam/front/image_raw"
@@ -60,7 +60,7 @@ class Probe:
     """A test node: publishes frames, records every output of the anomaly node."""
 
     def __init__(self, node_params: list[Parameter]):
-        self.node = make_node_class()(parameter_overrides=node_params)
+        self.node = AnomalyNode(parameter_overrides=node_params)
         self.probe = rclpy.create_node("probe")
         self.pub = self.probe.create_publisher(Image, TOPIC, 10)
         self.got: dict[str, list] = {"mask": [], "score": [], "brake": [], "diag": []}
@@ -207,9 +207,9 @@ def test_no_input_is_reported_as_unavailable_not_as_clear(ros):
 
 def test_parameters_are_validated_at_start_and_at_runtime(ros):
     with pytest.raises(ValueError, match="parameter threshold"):
-        make_node_class()(parameter_overrides=[Parameter("threshold", value=1.5)])
+        AnomalyNode(parameter_overrides=[Parameter("threshold", value=1.5)])
     with pytest.raises(ValueError, match=r"qos\.reliability"):
-        make_node_class()(parameter_overrides=[Parameter("qos.reliability", value="sometimes")])
+        AnomalyNode(parameter_overrides=[Parameter("qos.reliability", value="sometimes")])
     p = Probe(PARAMS)
     try:
         res = p.node.set_parameters([Parameter("threshold", value=2.0)])[0]
@@ -403,4 +403,155 @@ def test_overload_drops_stale_frames_and_bounds_latency(ros, frames):
     finally:
         node.terminate()
         node.communicate(timeout=30)
+        probe.destroy_node()
+
+
+def _stream_then_signal(frames, sig: int) -> tuple[int, str, float, int]:
+    """Start the node as a process, stream frames at ~20 Hz, send ``sig`` once outputs flow (while frames keep
+    coming). Returns (exit status, output, seconds from the signal to the exit, masks received)."""
+    node = _run_node("-p", f"image_topics:=[{TOPIC}]", "-p", "input_timeout_s:=10.0")
+    probe = rclpy.create_node(f"signal_probe_{sig}")
+    masks: list = []
+    probe.create_subscription(Image, "/cam/front/anomaly_mask", masks.append, 10)
+    pub = probe.create_publisher(Image, TOPIC, 10)
+    frame = frames[-1]
+    try:
+        end = time.monotonic() + 60
+        i = 0
+        while time.monotonic() < end and len(masks) < 3:
+            if pub.get_subscription_count():
+                pub.publish(image(frame, stamp=(1000 + i, 0)))
+                i += 1
+            rclpy.spin_once(probe, timeout_sec=0.05)
+        assert len(masks) >= 3, "no outputs before the signal"
+        for k in range(5):  # frames in flight when the signal arrives
+            pub.publish(image(frame, stamp=(2000 + k, 0)))
+            time.sleep(0.01)
+        node.send_signal(sig)
+        sent = time.monotonic()
+        while node.poll() is None and time.monotonic() - sent < 30:
+            pub.publish(image(frame, stamp=(3000, 0)))
+            rclpy.spin_once(probe, timeout_sec=0.02)
+        took = time.monotonic() - sent
+        out, _ = node.communicate(timeout=30)
+        return node.returncode, out, took, len(masks)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.communicate(timeout=30)
+        probe.destroy_node()
+
+
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+def test_signal_while_streaming_exits_cleanly(ros, frames, name):
+    import signal
+
+    status, out, took, _ = _stream_then_signal(frames, getattr(signal, name))
+    assert status == 0, out
+    assert "Traceback" not in out and "RCLError" not in out and "internal error" not in out, out
+    assert "fault" not in out.lower(), out
+    assert took < 2.0 + 1.0, f"{name}: exit took {took:.2f} s"  # 2 s in the issue; +1 s for a loaded CI machine
+
+
+def test_overlay_only_while_subscribed(ros, frames):
+    p = Probe(STEADY)
+    try:
+        cam = p.node.cameras[0]
+        built = []
+        original = cam.processor.overlay
+        cam.processor.overlay = lambda frame: built.append(1) or original(frame)
+        p.send(image(frames[-1], stamp=(1100, 0)))
+        p.wait(lambda: len(p.got["mask"]) >= 1, 20, "mask without an overlay subscriber")
+        assert built == [] and cam.publishers["anomaly_overlay"].get_subscription_count() == 0
+        overlays: list = []
+        p.probe.create_subscription(Image, "/cam/front/anomaly_overlay", overlays.append, 10)
+        p.wait(lambda: cam.publishers["anomaly_overlay"].get_subscription_count() > 0, 10, "overlay discovery")
+        p.send(image(frames[-1], stamp=(1101, 7)))
+        p.wait(lambda: len(overlays) >= 1, 20, "overlay")
+        o = overlays[0]
+        h, w = frames.shape[1:3]
+        assert (o.encoding, o.height, o.width, o.step) == ("rgb8", h, w, 3 * w)
+        assert (o.header.stamp.sec, o.header.stamp.nanosec, o.header.frame_id) == (1101, 7, "cam_front")
+        pixels = np.frombuffer(o.data, np.uint8).reshape(h, w, 3)
+        assert not np.array_equal(pixels, frames[-1])  # drawn on: banner, tint, boxes
+        assert built == [1]
+    finally:
+        p.close()
+
+
+def test_emergency_brake_offers_deadline_and_liveliness_and_silence_is_detected(ros):
+    from rclpy.duration import Duration
+    from rclpy.event_handler import SubscriptionEventCallbacks
+    from rclpy.qos import DurabilityPolicy, LivelinessPolicy, QoSProfile
+
+    p = Probe([*PARAMS[:1], Parameter("diagnostics_period_s", value=0.25)])
+    try:
+        infos = p.probe.get_publishers_info_by_topic("/cam/front/emergency_brake")
+        assert len(infos) == 1
+        qos = infos[0].qos_profile
+        assert qos.deadline == Duration(seconds=0.5) and qos.liveliness_lease_duration == Duration(seconds=0.5)
+        assert qos.liveliness == LivelinessPolicy.AUTOMATIC and qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        missed: list = []
+        requested = QoSProfile(depth=1, deadline=Duration(seconds=0.5))
+        late: list = []
+        p.probe.create_subscription(DiagnosticArray, "/cam/front/emergency_brake", late.append, requested,
+                                    event_callbacks=SubscriptionEventCallbacks(deadline=missed.append))  # fmt: skip
+        # a consumer that subscribes late still hears the hint: before the first frame it says "unavailable"
+        p.wait(lambda: late, 10, "a brake hint for a late subscriber")
+        assert not cv.msg_to_brake(late[-1])["available"] and "first frame" in cv.msg_to_brake(late[-1])["reason"]
+        p.executor.remove_node(p.node)
+        p.node.destroy_node()  # the node dies: the topic goes silent
+        p.wait(lambda: missed, 10, "a requested-deadline-missed event after the node stopped")
+    finally:
+        p.executor.shutdown()
+        p.probe.destroy_node()
+
+
+def test_lifecycle_node_configures_activates_and_deactivates(ros, frames):
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from meta_ood_perception.ros.lifecycle_node import AnomalyLifecycleNode
+
+    bad = AnomalyLifecycleNode(parameter_overrides=[Parameter("bundle", value="/no/such/bundle")])
+    try:
+        assert bad.trigger_configure() != TransitionCallbackReturn.SUCCESS and bad.perception is None
+    finally:
+        bad.destroy_node()
+    node = AnomalyLifecycleNode(parameter_overrides=STEADY)
+    probe = rclpy.create_node("lifecycle_probe")
+    masks: list = []
+    brakes: list = []
+    probe.create_subscription(Image, "/cam/front/anomaly_mask", masks.append, 10)
+    probe.create_subscription(DiagnosticArray, "/cam/front/emergency_brake", brakes.append, 10)
+    pub = probe.create_publisher(Image, TOPIC, 10)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    executor.add_node(probe)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+
+    def wait(cond, what, timeout=20.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not cond():
+            time.sleep(0.02)
+        assert cond(), f"timed out waiting for {what}"
+
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        time.sleep(0.5)
+        assert pub.get_subscription_count() == 0  # configured, not yet listening
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        wait(lambda: pub.get_subscription_count() > 0, "the camera subscription after activate")
+        pub.publish(image(frames[-1], stamp=(1200, 0)))
+        wait(lambda: masks, "a mask while active")
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        wait(lambda: any("inactive" in cv.msg_to_brake(b)["reason"] for b in brakes), "the inactive brake hint")
+        count = len(masks)
+        pub.publish(image(frames[-1], stamp=(1201, 0)))
+        time.sleep(1.0)
+        assert len(masks) == count  # nothing is processed while inactive
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS and node.perception is None
+    finally:
+        executor.shutdown()
+        node.destroy_node()
         probe.destroy_node()
