@@ -19,7 +19,15 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (f"share/{PACKAGE_NAME}", ["package.xml"]),
-        (f"share/{PACKAGE_NAME}/launch", ["launch/anomaly.launch.py"]),
-        (f"share/{PACKAGE_NAME}/config", ["config/anomaly_node.param.yaml", "config/anomaly_node.schema.json"]),
+        (f"share/{PACKAGE_NAME}/launch", ["launch/anomaly.launch.py", "launch/multi_camera.launch.py"]),
+        (
+            f"share/{PACKAGE_NAME}/config",
+            [
+                "config/anomaly_node.param.yaml",
+                "config/anomaly_node.schema.json",
+                "config/anomaly.rviz",
+                "config/foxglove_layout.json",
+            ],
+        ),
     ],
 )
