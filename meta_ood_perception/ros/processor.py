@@ -83,8 +83,11 @@ class CameraProcessor:
         *,
         publish_score: bool = True,
         publish_detections: bool = True,
+        limits: cv.FrameLimits = cv.DEFAULT_FRAME_LIMITS,
     ) -> None:
         self.camera = camera
+        #: frame sizes accepted; larger or smaller frames are rejected before decoding (kind "input")
+        self.limits = limits
         self.pipeline = pipeline
         self.types = types
         self.publish_score = publish_score
@@ -99,7 +102,7 @@ class CameraProcessor:
         except (AttributeError, TypeError, ValueError):
             stamp, header = None, None
         try:
-            image = cv.message_to_rgb(msg)
+            image = cv.message_to_rgb(msg, self.limits)
         except (ValueError, AttributeError, TypeError) as err:
             return self._reject(header, stamp, None, f"bad frame: {first_line(err)}", "input", reset=False)
         t1 = time.perf_counter()

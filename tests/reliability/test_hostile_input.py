@@ -70,16 +70,44 @@ def _encoded(ext: str) -> bytes:
 JPEG, PNG = _encoded(".jpg"), _encoded(".png")
 BOMB = bytearray(PNG[:64])
 BOMB[16:24] = (200_000).to_bytes(4, "big") + (200_000).to_bytes(4, "big")
-JPEG_BOMB = bytearray(JPEG)  # 9000 × 9000 = 81 MP declared: within the side limit, over the pixel limit
-_SOF = JPEG_BOMB.find(b"\xff\xc0")
-JPEG_BOMB[_SOF + 5 : _SOF + 9] = (9000).to_bytes(2, "big") + (9000).to_bytes(2, "big")
+
+
+def _declaring(jpeg: bytes, height: int, width: int) -> bytes:
+    """``jpeg`` with its start-of-frame marker declaring ``height`` × ``width`` pixels."""
+    out = bytearray(jpeg)
+    sof = out.find(b"\xff\xc0")
+    out[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(out)
+
+
+JPEG_BOMB = _declaring(JPEG, 9000, 9000)  # 81 MP declared: within the side limit, over the pixel limit
+#: the issue's case: a few hundred bytes (a 16×16 JPEG) declaring 4000 × 4000 (19 s and 2.7 GB before the limit)
+TINY = np.random.default_rng(2).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+SMALL_BOMB = _declaring(cv2.imencode(".jpg", TINY)[1].tobytes(), 4000, 4000)
+#: JPEG headers and the end-of-image marker, no scan (OpenCV decodes it as a grey frame)
+HEADERS_ONLY = JPEG[: JPEG.find(b"\xff\xda")] + b"\xff\xd9"
+_SOS_END = JPEG.find(b"\xff\xda") + 2 + int.from_bytes(JPEG[JPEG.find(b"\xff\xda") + 2 :][:2], "big")
+EMPTY_SCAN = JPEG[:_SOS_END] + b"\xff\xd9"  # a start of scan followed by the end marker
+NO_IDAT = PNG[: PNG.find(b"IDAT") - 4] + PNG[PNG.find(b"IEND") - 4 :]
 
 #: (case, message factory(stamp) or raw CDR bytes, reason substring; None = must be accepted)
 CASES = [
-    ("unsupported encoding yuv422", lambda s: raw(s, "yuv422"), "yuv422"),
+    ("unsupported encoding nv21", lambda s: raw(s, "nv21"), "nv21"),
     ("16-bit encoding 16UC1", lambda s: raw(s, "16UC1"), "16UC1"),
     ("float encoding 32FC1 (big endian)", lambda s: raw(s, "32FC1", bigendian=1), "32FC1"),
-    ("bayer encoding", lambda s: raw(s, "bayer_rggb8"), "bayer_rggb8"),
+    ("16-bit bayer encoding", lambda s: raw(s, "bayer_rggb16"), "bayer_rggb16"),
+    (
+        "yuv422 of odd width",
+        lambda s: raw(s, "yuv422", width=W - 1, step=(W - 1) * 2, data=np.zeros(H * (W - 1) * 2)),
+        "odd width",
+    ),
+    ("1×1 rgb8 frame", lambda s: raw(s, height=1, width=1, pixels=FRAME[:1, :1]), "minimum of 32 pixels"),
+    ("16-pixel-high strip", lambda s: raw(s, height=16, pixels=FRAME[:16]), "minimum of 32 pixels"),
+    (
+        "over the 4K limit",
+        lambda s: raw(s, height=2161, width=4096, step=4096 * 3, data=np.zeros(8)),
+        "limit of 8847360",
+    ),
     ("empty encoding string", lambda s: raw(s, ""), "unsupported image encoding"),
     ("step smaller than a row", lambda s: raw(s, step=W * 3 - 1, data=np.zeros(H * (W * 3 - 1))), "step"),
     ("data shorter than step·height", lambda s: raw(s, data=np.zeros(H * W * 3 - 7)), "bytes"),
@@ -92,7 +120,12 @@ CASES = [
     ("truncated JPEG", lambda s: compressed(s, "jpeg", JPEG[: len(JPEG) // 2]), "truncated JPEG"),
     ("truncated PNG", lambda s: compressed(s, "png", PNG[: len(PNG) // 2]), "truncated PNG"),
     ("PNG decompression bomb", lambda s: compressed(s, "png", bytes(BOMB) + PNG[64:]), "declares 200000×200000"),
-    ("JPEG decompression bomb", lambda s: compressed(s, "jpeg", bytes(JPEG_BOMB)), "40000000 pixels"),
+    ("JPEG decompression bomb", lambda s: compressed(s, "jpeg", JPEG_BOMB), "over the limit of 8847360 pixels"),
+    ("small JPEG declaring 4000×4000", lambda s: compressed(s, "jpeg", SMALL_BOMB), "4000×4000 pixels: 16000000"),
+    ("JPEG of headers and end marker", lambda s: compressed(s, "jpeg", HEADERS_ONLY), "JPEG has no scan data"),
+    ("JPEG with an empty scan", lambda s: compressed(s, "jpeg", EMPTY_SCAN), "JPEG has no scan data"),
+    ("PNG without IDAT", lambda s: compressed(s, "png", NO_IDAT), "PNG has no image data"),
+    ("BMP labelled as png", lambda s: compressed(s, "png", _encoded(".bmp")), "neither JPEG nor PNG"),
     ("empty CompressedImage", lambda s: compressed(s, "jpeg", b""), "no data"),
     ("unsupported compression tiff", lambda s: compressed(s, "tiff", PNG), "tiff"),
     ("random bytes as PNG", lambda s: compressed(s, "png", np.random.default_rng(1).bytes(999)), "cannot decode"),
@@ -104,6 +137,15 @@ CASES = [
         None,
     ),
     ("mono8", lambda s: raw(s, "mono8", step=W, pixels=FRAME[..., 1].copy()), None),
+    ("8UC3 (as bgr8)", lambda s: raw(s, "8UC3", pixels=FRAME[..., ::-1]), None),
+    ("bayer_grbg8", lambda s: raw(s, "bayer_grbg8", step=W, pixels=FRAME[..., 1].copy()), None),
+    ("yuv422 (UYVY)", lambda s: raw(s, "yuv422", step=W * 2, pixels=FRAME[..., :2]), None),
+    (
+        "mono16, big endian, padded rows",
+        lambda s: raw(s, "mono16", step=W * 2 + 6, bigendian=1, pixels=FRAME[..., :2]),
+        None,
+    ),
+    ("smallest frame: 32×32", lambda s: raw(s, height=32, width=32, pixels=FRAME[:32, :32]), None),
     ("PNG labelled as jpeg", lambda s: compressed(s, "jpeg", PNG), None),
 ]
 
@@ -137,6 +179,25 @@ def test_each_case_is_one_line_counted_and_the_next_frame_works(pipeline, case, 
         assert not down["available"] and down["level"] == cv.STALE and reason in down["reason"]
     good = processor.process(raw(2_000))
     assert good.error is None and good.result.mask.shape == (H, W)
+
+
+def test_a_4k_frame_is_accepted_by_default(pipeline):
+    uhd = cv2.resize(FRAME, (3840, 2160), interpolation=cv2.INTER_LINEAR)
+    frame = _processor(pipeline).process(raw(1_000, height=2160, width=3840, pixels=uhd))
+    assert frame.error is None and frame.result.mask.shape == (2160, 3840)
+    assert frame.messages["anomaly_mask"].height == 2160 and frame.messages["anomaly_mask"].width == 3840
+
+
+def test_the_processor_applies_its_frame_limits_before_decoding(pipeline):
+    tight = CameraProcessor(camera_topics(CTOPIC), pipeline, T, limits=cv.FrameLimits(max_pixels=H * W - 1))
+    frame = tight.process(raw(1_000))
+    assert frame.error is not None and frame.error.kind == "input" and frame.image is None
+    assert f"{H * W} pixels, over the limit of {H * W - 1} pixels" in frame.error.reason
+    assert tight.process(compressed(2_000, "png", PNG)).error.reason.endswith(f"over the limit of {H * W - 1} "
+                                                                              "pixels (max_frame_pixels)")  # fmt: skip
+    loose = CameraProcessor(camera_topics(CTOPIC), pipeline, T, limits=cv.FrameLimits(min_side=1))
+    tiny = loose.process(raw(3_000, height=8, width=8, pixels=FRAME[:8, :8]))
+    assert tiny.error is None and tiny.result.mask.shape == (8, 8)
 
 
 def test_the_scheduler_counts_every_case_and_reports_it(pipeline):
