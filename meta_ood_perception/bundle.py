@@ -34,6 +34,8 @@ from typing import Any
 
 from . import __version__
 from .domain import DomainCalibration
+from .errors import BundleError as BundleError  # re-exported: ``from meta_ood_perception.bundle import BundleError``
+from .errors import InputError
 from .meta_classifier import MetaClassifier, MetaClassifierError, load_meta_classifier, sha256_file
 from .metrics import feature_names
 from .reports import first_line
@@ -52,10 +54,6 @@ DEFAULT_BUNDLE_WARNING = (
 MANIFEST = "bundle.json"
 META_CLASSIFIER_FILE = "meta_classifier.json"
 LOG = logging.getLogger(__name__)
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be used, with the file or field at fault."""
 
 
 @dataclass(frozen=True)
@@ -138,15 +136,22 @@ class Bundle:
         return self.root / str(files[role])
 
     def build_torch_model(self) -> Any:
-        """The network as a torch module in eval mode, weights from ``model.safetensors`` (needs torch)."""
+        """The network as a torch module in eval mode, weights from ``model.safetensors`` (needs torch).
+
+        Raises:
+            BundleError: an architecture or options the code does not know, or weights that do not fit it.
+        """
         from safetensors.torch import load_file
 
         from .models import build_model, check_state_dict
 
         model_info = self.manifest["model"]
-        model = build_model(model_info["architecture"], self.num_classes, **model_info.get("options", {}))
-        state = load_file(str(self.file("torch")))
-        check_state_dict(model, state)
+        try:
+            model = build_model(model_info["architecture"], self.num_classes, **model_info.get("options", {}))
+            state = load_file(str(self.file("torch")))
+            check_state_dict(model, state)
+        except InputError as err:  # ConfigError: unknown architecture / option; CheckpointError: weights misfit
+            raise BundleError(f"{self.root / MANIFEST}: the network does not build: {err}") from None
         model.load_state_dict(state, strict=True)
         return model.eval()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .bundle import DEFAULT_MAX_P_FALSE_POSITIVE
+from .errors import MetaOodError
 from .reports import first_line, write_json
 from .scores import DEFAULT_THRESHOLD
 
@@ -26,8 +27,8 @@ SYNTHETIC_FRAMES = 100
 TRAINING_HINT = "pip install 'meta_ood_perception[training]' (torch==2.13.0, scikit-learn, matplotlib, tqdm)"
 
 
-class CLIError(Exception):
-    """A one-line error for the user; the command exits with status 2."""
+class CLIError(MetaOodError):
+    """A one-line error of a command (options that do not go together, a missing optional package); exit status 2."""
 
 
 def _training() -> Any:
@@ -626,7 +627,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``meta-ood``; returns the exit status (0 ok, 2 a user error printed as one line)."""
+    """Run ``meta-ood``; returns the exit status.
+
+    Exit status:
+        0: done.
+        2: an error the user can act on, printed as one line ``meta-ood <command>: <message>`` (with ``-v`` its
+            traceback follows): any :class:`~meta_ood_perception.errors.MetaOodError` (bad input, setting, bundle or
+            bag, a backend fault, a :class:`CLIError`), a file error (``OSError``) or an error of rosbags' own types.
+            argparse's usage errors exit 2 as well.
+        130: interrupted (Ctrl-C); ``replay`` and ``demo`` return 143 for SIGTERM and 1 for a damaged input bag.
+        1: anything else is a bug (e.g. a bare ``ValueError`` from numpy, a ``KeyError``): it is never passed off as
+            a user error; its traceback is logged (also without ``-v``) and main returns 1.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     for noisy in ("matplotlib", "PIL", "numba"):  # their debug output would bury ours under -v
@@ -634,21 +646,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int | None] = args.func
     try:
         status = func(args)
-    except CLIError as err:
-        LOG.error("meta-ood %s: %s", args.command, err)
-        return 2
-    except (ValueError, OSError) as err:  # data / configuration / file errors carry their own message
-        LOG.error("meta-ood %s: %s", args.command, first_line(err))
-        return 2
     except KeyboardInterrupt:
         LOG.error("meta-ood %s: interrupted", args.command)
         return 130
     except Exception as err:
-        if type(err).__module__.split(".")[0] != "rosbags":  # rosbags' own errors (e.g. WriterError): one line
-            raise
-        LOG.error("meta-ood %s: %s", args.command, first_line(err))
+        if not isinstance(err, MetaOodError | OSError) and not _is_rosbags_error(err):
+            LOG.error("meta-ood %s: internal error (a bug): %s: %s", args.command, type(err).__name__,
+                      first_line(err), exc_info=True)  # fmt: skip
+            return 1
+        LOG.error("meta-ood %s: %s", args.command, first_line(err), exc_info=args.verbose)
         return 2
     return status or 0
+
+
+def _is_rosbags_error(err: BaseException) -> bool:
+    """An error of rosbags' own types (e.g. ``WriterError``): about the bag, printed as one line."""
+    return type(err).__module__.split(".")[0] == "rosbags"
 
 
 if __name__ == "__main__":

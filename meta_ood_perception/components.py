@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernels
+from .errors import ConfigError, InputError
 from .scores import DEFAULT_THRESHOLD
 
 _KERNEL_3X3 = np.ones((3, 3), dtype=np.uint8)
@@ -46,17 +47,17 @@ class Components:
 def _as_mask(mask: npt.ArrayLike, name: str) -> npt.NDArray[np.bool_]:
     arr = np.asarray(mask)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (H, W) mask, got shape {arr.shape}")
+        raise InputError(f"{name} must be a 2-D (H, W) mask, got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError(f"{name} is empty: shape {arr.shape}")
+        raise InputError(f"{name} is empty: shape {arr.shape}")
     if arr.dtype == np.bool_:
         return np.ascontiguousarray(arr)
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"{name} must hold 0/1 values (bool or numeric), got dtype {arr.dtype}")
+        raise InputError(f"{name} must hold 0/1 values (bool or numeric), got dtype {arr.dtype}")
     is_one = arr == 1
     if not np.logical_or(is_one, arr == 0).all():
         bad = np.unique(arr[~np.logical_or(is_one, arr == 0)])[:5]
-        raise ValueError(f"{name} must hold only 0 and 1, found values {bad.tolist()}")
+        raise InputError(f"{name} must hold only 0 and 1, found values {bad.tolist()}")
     return np.asarray(is_one, dtype=np.bool_)
 
 
@@ -76,19 +77,20 @@ def ood_mask(
         (H, W) bool mask.
 
     Raises:
-        ValueError: bad shapes, a threshold outside [0, 1], a valid mask that is not 0/1.
+        InputError: bad shapes or a valid mask that is not 0/1.
+        ConfigError: a threshold outside [0, 1].
 
     """
     a = np.asarray(score)
     if a.ndim != 2 or a.size == 0:
-        raise ValueError(f"score must be a non-empty (H, W) array, got shape {a.shape}")
+        raise InputError(f"score must be a non-empty (H, W) array, got shape {a.shape}")
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        raise ConfigError(f"threshold must lie in [0, 1], got {threshold}")
     mask = a >= threshold
     if valid is not None:
         v = _as_mask(valid, "valid")
         if v.shape != a.shape:
-            raise ValueError(f"valid has shape {v.shape} but score has shape {a.shape}")
+            raise InputError(f"valid has shape {v.shape} but score has shape {a.shape}")
         mask &= v
     return mask
 
@@ -103,7 +105,7 @@ def label_components(mask: npt.ArrayLike) -> Components:
         :class:`Components` with the signed ``marked`` map and the component count.
 
     Raises:
-        ValueError: not 2-D, empty, or values other than 0/1.
+        InputError: not 2-D, empty, or values other than 0/1.
 
     """
     seg = _as_mask(mask, "mask").view(np.uint8)

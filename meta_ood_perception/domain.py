@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .errors import InputError
+
 #: Identifies the statistics and the decision rule in ``bundle.json`` (a future rule gets a new name).
 METHOD = "robust-quantile-v1"
 #: Rec. 601 luma weights of R, G, B.
@@ -56,8 +58,10 @@ _LUMA = (0.299, 0.587, 0.114)
 SCALE_TOLERANCE = 1.5
 
 
-class DomainError(ValueError):
-    """Bad domain-monitor input or calibration data, with the bad value in one line."""
+class DomainError(InputError):
+    """Bad domain-monitor input or calibration data, with the bad value in one line (an
+    :class:`~meta_ood_perception.errors.InputError`; :func:`~meta_ood_perception.bundle.load_bundle` turns a bad
+    calibration in ``bundle.json`` into a :class:`~meta_ood_perception.errors.BundleError`)."""
 
 
 @dataclass(frozen=True)

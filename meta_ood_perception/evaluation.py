@@ -22,6 +22,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from .errors import ConfigError, InputError
+
 Mode = Literal["exact", "reference"]
 REFERENCE_BINS = 100
 
@@ -36,9 +38,9 @@ class PixelMetricsAccumulator:
         such as 1e-5 counts scores in [0, 1] in bins of that width (fixed memory, for long replays; the curves
         are then exact for the binned scores)."""
         if len({ood_label, in_label, void_label}) != 3:
-            raise ValueError(f"ood_label, in_label and void_label must differ: {ood_label}, {in_label}, {void_label}")
+            raise ConfigError(f"ood_label, in_label and void_label must differ: {ood_label}, {in_label}, {void_label}")
         if quantum is not None and not 0 < quantum <= 0.01:
-            raise ValueError(f"quantum must lie in (0, 0.01], got {quantum}")
+            raise ConfigError(f"quantum must lie in (0, 0.01], got {quantum}")
         self.ood_label, self.in_label, self.void_label = ood_label, in_label, void_label
         self.quantum = quantum
         self.reset()
@@ -59,20 +61,20 @@ class PixelMetricsAccumulator:
         Scores are kept at their own precision (float32 scores as float32 keys): nothing is rounded.
 
         Raises:
-            ValueError: shapes that differ, non-finite scores on labelled pixels.
+            InputError: shapes that differ, non-finite scores on labelled pixels.
         """
         s = np.asarray(scores)
         lab = np.asarray(labels)
         if s.shape != lab.shape:
-            raise ValueError(f"scores {s.shape} and labels {lab.shape} must have the same shape")
+            raise InputError(f"scores {s.shape} and labels {lab.shape} must have the same shape")
         if not np.issubdtype(s.dtype, np.floating):
             s = s.astype(np.float64)
         groups = [s[lab == label].ravel() for label in (self.in_label, self.ood_label)]
         for v in groups:  # validate the whole frame before anything is counted
             if v.size and not np.isfinite(v).all():
-                raise ValueError(f"scores hold NaN or inf on {int((~np.isfinite(v)).sum())} labelled pixel(s)")
+                raise InputError(f"scores hold NaN or inf on {int((~np.isfinite(v)).sum())} labelled pixel(s)")
             if self.quantum is not None and v.size and (v.min() < 0 or v.max() > 1):
-                raise ValueError(f"binned pixel metrics need scores in [0, 1], got [{v.min():g}, {v.max():g}]")
+                raise InputError(f"binned pixel metrics need scores in [0, 1], got [{v.min():g}, {v.max():g}]")
         for column, v in enumerate(groups):
             self._hist[column] += np.histogram(v, bins=REFERENCE_BINS, range=(0.0, 1.0))[0]
             if self.quantum is not None:
@@ -103,7 +105,8 @@ class PixelMetricsAccumulator:
         """{"auroc", "fpr95", "auprc"} over all frames so far.
 
         Raises:
-            ValueError: no in-distribution or no OoD pixel seen, or an unknown mode.
+            InputError: no in-distribution or no OoD pixel seen.
+            ConfigError: an unknown mode.
         """
         if self.quantum is not None:
             used = np.flatnonzero(self._binned.sum(axis=1))
@@ -112,12 +115,12 @@ class PixelMetricsAccumulator:
         self._merge()
         n_in, n_out = self._counts.sum(axis=0) if len(self._counts) else (0, 0)
         if n_in == 0 or n_out == 0:
-            raise ValueError(f"pixel metrics need both classes: {n_in} in-distribution and {n_out} OoD pixels")
+            raise InputError(f"pixel metrics need both classes: {n_in} in-distribution and {n_out} OoD pixels")
         if mode == "exact":
             return _exact(self._counts[::-1])
         if mode == "reference":
             return _reference(self._hist)
-        raise ValueError(f"mode must be 'exact' or 'reference', got {mode!r}")
+        raise ConfigError(f"mode must be 'exact' or 'reference', got {mode!r}")
 
 
 def pixel_metrics(

@@ -23,13 +23,16 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from .errors import BundleError
+
 SCHEMA_VERSION = 1
 Kind = Literal["logistic", "mlp"]
 FloatArray = npt.NDArray[np.float64]
 
 
-class MetaClassifierError(ValueError):
-    """A meta-classifier file or input that does not match what the model expects."""
+class MetaClassifierError(BundleError):
+    """A meta-classifier file or input that does not match what the model expects (a bundle's part: a
+    :class:`~meta_ood_perception.errors.BundleError`)."""
 
 
 @dataclass(frozen=True)

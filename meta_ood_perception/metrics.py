@@ -18,7 +18,6 @@ Cost grows with the number of component pixels, not with H·W, apart from one va
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +28,9 @@ import numpy.typing as npt
 
 from . import _kernels
 from .components import _as_mask, eroded_mask, label_components, raster_labels
+from .errors import ConfigError, InputError
 from .scores import EPS_F32, as_probs_array
+from .stopwatch import Stopwatch
 
 N_CLASSES_REFERENCE = 19
 _HEAT_MAPS = ("E", "D", "V")
@@ -193,24 +194,24 @@ def _to_numpy(x: Any) -> Any:
 def _mask_like(mask: Any, name: str, shape: tuple[int, int]) -> npt.NDArray[np.bool_]:
     m = _as_mask(_to_numpy(mask), name)
     if m.shape != shape:
-        raise ValueError(f"{name} has shape {m.shape} but probs has spatial shape {shape}")
+        raise InputError(f"{name} has shape {m.shape} but probs has spatial shape {shape}")
     return m
 
 
 def _label_map(gt: Any, shape: tuple[int, int], name: str = "gt") -> npt.NDArray[np.integer[Any]]:
     arr = np.asarray(_to_numpy(gt))
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (H, W) label map, got shape {arr.shape}")
+        raise InputError(f"{name} must be a 2-D (H, W) label map, got shape {arr.shape}")
     if arr.shape != shape:
-        raise ValueError(f"{name} has shape {arr.shape} but probs has spatial shape {shape}")
+        raise InputError(f"{name} has shape {arr.shape} but probs has spatial shape {shape}")
     if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
-        raise ValueError(f"{name} must hold integer labels, got dtype {arr.dtype}")
+        raise InputError(f"{name} must hold integer labels, got dtype {arr.dtype}")
     return arr
 
 
 def _check_labels(ood_label: int, void_label: int) -> None:
     if ood_label == void_label:
-        raise ValueError(f"ood_label and void_label must differ, both are {ood_label}")
+        raise ConfigError(f"ood_label and void_label must differ, both are {ood_label}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -255,20 +256,6 @@ def _adjusted_iou(
     return iou, inter
 
 
-class _StageClock:
-    """Records the milliseconds since the previous lap into an optional dict."""
-
-    def __init__(self, sink: dict[str, float] | None) -> None:
-        self._sink = sink
-        self._t = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        if self._sink is not None:
-            now = time.perf_counter()
-            self._sink[stage] = (now - self._t) * 1e3
-            self._t = now
-
-
 def _chunks(total: int, n_chunks: int) -> npt.NDArray[np.int64]:
     return np.linspace(0, total, n_chunks + 1).round().astype(np.int64)
 
@@ -311,9 +298,10 @@ def component_metrics(
         :class:`ComponentMetrics` with N rows in raster order of the components' first pixels.
 
     Raises:
-        ValueError: naming the argument: wrong number of dimensions, shapes that disagree, non-floating
+        InputError: naming the argument: wrong number of dimensions, shapes that disagree, non-floating
             probabilities, NaN/inf or probabilities that do not sum to 1, empty images, masks other than
-            0/1, non-integer ground truth, equal ood/void labels.
+            0/1, non-integer ground truth.
+        ConfigError: equal ood/void labels, a sum_tolerance that is not positive.
 
     """
     p = _probs_array(probs)
@@ -321,7 +309,7 @@ def component_metrics(
     shape = (height, width)
     seg = _mask_like(ood_mask, "ood_mask", shape)
     if not sum_tolerance > 0:
-        raise ValueError(f"sum_tolerance must be positive, got {sum_tolerance}")
+        raise ConfigError(f"sum_tolerance must be positive, got {sum_tolerance}")
     region: npt.NDArray[np.bool_] | None = None
     gt_arr = None
     if gt is not None:
@@ -334,7 +322,7 @@ def component_metrics(
     if region is not None:
         seg = seg & region
 
-    clock = _StageClock(timings_ms)
+    clock = Stopwatch()
     seg_u8 = np.ascontiguousarray(seg).view(np.uint8)
     marked, count = raster_labels(seg_u8)  # signed in place by the gather kernel
     touch = cv2.dilate(seg_u8, _KERNEL_3X3) if count else np.zeros(shape, np.uint8)
@@ -365,7 +353,7 @@ def component_metrics(
     if validate and bad_count.any():
         ch = int(np.flatnonzero(bad_count)[0])
         y, x = divmod(int(bad_first[ch]), width)
-        raise ValueError(
+        raise InputError(
             f"probs must be finite, non-negative and sum to 1 over classes (±{sum_tolerance}): "
             f"{int(bad_count.sum())} pixel(s) fail, first at (row {y}, col {x}) "
             f"with sum {bad_value[ch]:.6g} and values {p[:, y, x][:4].tolist()}..."
@@ -393,6 +381,8 @@ def component_metrics(
         iou, inter = _adjusted_iou(np.abs(marked), count, sizes, truth)
         iou0 = (inter == 0).astype(np.float64)
         clock.lap("iou")
+    if timings_ms is not None:
+        timings_ms.update(clock.timings_ms)
     return ComponentMetrics(feature_names(n_classes), features, marked, iou, iou0)
 
 
@@ -476,7 +466,7 @@ def ground_truth_metrics(
         :class:`GroundTruthMetrics` with one row per 8-connected component of ``gt == ood_label``.
 
     Raises:
-        ValueError: as for :func:`component_metrics` (finiteness and sums are not checked here).
+        InputError: as for :func:`component_metrics` (finiteness and sums are not checked here).
 
     """
     p = _probs_array(probs)

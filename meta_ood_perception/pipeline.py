@@ -27,7 +27,6 @@ sees the features it was trained on, and a 4K camera costs no more after the net
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +40,12 @@ from .brake import BrakeConfig, BrakeHint, BrakeHintPolicy
 from .bundle import Bundle, load_bundle
 from .components import ood_mask
 from .domain import DomainStatus, frame_features, monitor_off
+from .errors import ConfigError, FaultError, InputError
 from .metrics import ComponentMetrics, component_metrics
 from .preprocessing import check_frame, logits_to_probs, to_network_input
 from .resolution import FrameMapping
 from .scores import anomaly_score
+from .stopwatch import Stopwatch
 
 LOG = logging.getLogger(__name__)
 
@@ -92,21 +93,21 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.domain_patience, bool) or not isinstance(self.domain_patience, int):
-            raise ValueError(f"domain_patience must be an integer, got {self.domain_patience!r}")
+            raise ConfigError(f"domain_patience must be an integer, got {self.domain_patience!r}")
         if self.domain_patience < 1:
-            raise ValueError(f"domain_patience must be >= 1, got {self.domain_patience}")
+            raise ConfigError(f"domain_patience must be >= 1, got {self.domain_patience}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+            raise ConfigError(f"threshold must lie in [0, 1], got {self.threshold}")
         if self.max_p_false_positive is not None and not 0.0 < self.max_p_false_positive <= 1.0:
-            raise ValueError(f"max_p_false_positive must lie in (0, 1], got {self.max_p_false_positive}")
+            raise ConfigError(f"max_p_false_positive must lie in (0, 1], got {self.max_p_false_positive}")
         if self.region not in REGIONS:
-            raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
+            raise ConfigError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
 
     def check_classes(self, class_names: list[str]) -> None:
-        """Raise ``ValueError`` when ``road_class`` is needed (region ``road`` or ``brake.use_road``) but is not one
-        of ``class_names``."""
+        """Raise :class:`~.errors.ConfigError` when ``road_class`` is needed (region ``road`` or
+        ``brake.use_road``) but is not one of ``class_names``."""
         if (self.region == "road" or self.brake.use_road) and self.road_class not in class_names:
-            raise ValueError(f"road_class {self.road_class!r} is not one of the bundle's classes "
+            raise ConfigError(f"road_class {self.road_class!r} is not one of the bundle's classes "
                              f"({', '.join(class_names)}); needed by region 'road' and brake.use_road")  # fmt: skip
 
 
@@ -195,17 +196,6 @@ class FrameResult:
         return tuple(c for c in self.components if c.kept)
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.start = self.t = time.perf_counter()
-        self.timings: dict[str, float] = {}
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.timings[stage] = self.timings.get(stage, 0.0) + (now - self.t) * 1e3
-        self.t = now
-
-
 class AnomalyPipeline:
     """Frame → :class:`FrameResult` (see the module docstring). Not thread-safe: one pipeline per stream."""
 
@@ -256,7 +246,7 @@ class AnomalyPipeline:
         restarts.
 
         Raises:
-            ValueError: ``config.road_class`` is not a class of the bundle while region ``road`` or
+            ConfigError: ``config.road_class`` is not a class of the bundle while region ``road`` or
                 ``brake.use_road`` needs it (nothing is changed then).
         """
         config.check_classes(self.bundle.class_names)
@@ -290,7 +280,7 @@ class AnomalyPipeline:
         size, mean and std).
 
         Raises:
-            ValueError: a bad frame (not an array, empty, wrong shape or dtype, too large).
+            InputError: a bad frame (not an array, empty, wrong shape or dtype, too large).
         """
         frame = check_frame(image)
         return to_network_input(frame, self.bundle.input_size, self.bundle.mean, self.bundle.std)
@@ -303,21 +293,21 @@ class AnomalyPipeline:
         """Stage 3: (C, h, w) float32 softmax at the metric resolution.
 
         Raises:
-            ValueError: network output of the wrong shape or with non-finite values.
+            FaultError: network output of the wrong shape or with non-finite values.
         """
         size = self.metric_size
         probs = outputs.get("probs")
         if probs is not None and tuple(probs.shape[2:]) == size:
             if probs.ndim != 4 or probs.shape[1] != self.bundle.num_classes:
-                raise ValueError(f"network output 'probs' has shape {probs.shape}, expected "
+                raise FaultError(f"network output 'probs' has shape {probs.shape}, expected "
                                  f"(1, {self.bundle.num_classes}, {size[0]}, {size[1]})")  # fmt: skip
             p = np.asarray(probs[0], np.float32)
             if not np.isfinite(p).all():
-                raise ValueError("network output holds non-finite probabilities (NaN / inf)")
+                raise FaultError("network output holds non-finite probabilities (NaN / inf)")
             return p
         logits = outputs["logits"]
         if logits.ndim != 4 or logits.shape[0] != 1 or logits.shape[1] != self.bundle.num_classes:
-            raise ValueError(
+            raise FaultError(
                 f"network output 'logits' has shape {logits.shape}, expected (1, {self.bundle.num_classes}, h, w)"
             )
         return logits_to_probs(np.asarray(logits[0], np.float32), size)
@@ -327,13 +317,13 @@ class AnomalyPipeline:
         the metric resolution).
 
         Raises:
-            ValueError: a non-finite score from the graph (NaN would read as "no anomaly").
+            FaultError: a non-finite score from the graph (NaN would read as "no anomaly").
         """
         score = outputs.get("score")
         if score is not None and tuple(score.shape[1:]) == self.metric_size:
             s = np.asarray(score[0], np.float32)
             if not np.isfinite(s).all():
-                raise ValueError(f"network output holds {int((~np.isfinite(s)).sum())} non-finite score values")
+                raise FaultError(f"network output holds {int((~np.isfinite(s)).sum())} non-finite score values")
             return np.clip(s, 0.0, 1.0)
         return np.asarray(anomaly_score(probs), np.float32)
 
@@ -377,7 +367,7 @@ class AnomalyPipeline:
         input, the probabilities and the score). Stateless: the run of frames outside the domain is counted by
         :meth:`process`."""
         if analysis.network_input is None:
-            raise ValueError("the domain monitor needs the analysis' network input")
+            raise InputError("the domain monitor needs the analysis' network input")
         road, sky = self._domain_classes
         features = frame_features(analysis.network_input, self.bundle.mean, self.bundle.std, analysis.probs,
                                   analysis.score, road_index=road, sky_index=sky,
@@ -392,7 +382,7 @@ class AnomalyPipeline:
         *,
         ood_label: int = 1,
         void_label: int = 255,
-        clock: _Clock | None = None,
+        stopwatch: Stopwatch | None = None,
     ) -> FrameAnalysis:
         """Stages 1–6 of one (H, W, 3) uint8 RGB frame on the metric grid.
 
@@ -402,34 +392,38 @@ class AnomalyPipeline:
                 ``void_label`` = outside the labelled region); it is sampled onto the metric grid (nearest
                 neighbour), restricts the components to its labelled region and gives the ``iou`` / ``iou0``
                 targets of the table.
+            stopwatch: receives the wall time of stages 1–6 (:data:`STAGES`); None = not timed.
 
         Raises:
-            ValueError: a bad frame, a target of another size, or bad network output.
+            InputError: a bad frame or a target of another size or dtype.
+            FaultError: bad network output (misshaped, non-finite); the backend's own
+                :class:`~.backends.BackendError` when it fails.
         """
-        clock = clock or _Clock()
-        frame = check_frame(image)
-        mapping = self._mapping(frame.shape[:2])
-        if target is not None:
-            target = np.asarray(target)
-            if target.shape != frame.shape[:2]:
-                raise ValueError(f"target has shape {target.shape}, the frame {frame.shape[:2]}")
-            if target.dtype.kind not in "ui" or (target.size and (target.min() < 0 or target.max() > 255)):
-                raise ValueError("target must hold integer labels in 0..255 (ood_label, void_label, classes)")
-        batch = self.preprocess(frame)
-        clock.lap("preprocess")
-        outputs = self.backend.run(batch)
-        clock.lap("inference")
-        probs = self.probabilities(outputs)
-        clock.lap("upsample")
-        score = self.anomaly_score(outputs, probs)
-        clock.lap("score")
-        grid_target = None if target is None else np.asarray(mapping.to_metric(target), np.uint8)
-        region = self.region(probs, grid_target, void_label)
-        ood, table = self.components(probs, score, region, grid_target, ood_label=ood_label, void_label=void_label)
-        labels = np.abs(table.components).astype(np.int32, copy=False)
-        clock.lap("components")
-        p_fp, kept = self.classify(table)
-        clock.lap("meta")
+        sw = stopwatch or Stopwatch()
+        with sw.stage("preprocess"):
+            frame = check_frame(image)
+            mapping = self._mapping(frame.shape[:2])
+            if target is not None:
+                target = np.asarray(target)
+                if target.shape != frame.shape[:2]:
+                    raise InputError(f"target has shape {target.shape}, the frame {frame.shape[:2]}")
+                if target.dtype.kind not in "ui" or (target.size and (target.min() < 0 or target.max() > 255)):
+                    raise InputError("target must hold integer labels in 0..255 (ood_label, void_label, classes)")
+            batch = self.preprocess(frame)
+        with sw.stage("inference"):
+            outputs = self.backend.run(batch)
+        with sw.stage("upsample"):
+            probs = self.probabilities(outputs)
+        with sw.stage("score"):
+            score = self.anomaly_score(outputs, probs)
+        with sw.stage("components"):
+            grid_target = None if target is None else np.asarray(mapping.to_metric(target), np.uint8)
+            region = self.region(probs, grid_target, void_label)
+            ood, table = self.components(probs, score, region, grid_target, ood_label=ood_label,
+                                         void_label=void_label)  # fmt: skip
+            labels = np.abs(table.components).astype(np.int32, copy=False)
+        with sw.stage("meta"):
+            p_fp, kept = self.classify(table)
         return FrameAnalysis(mapping, probs, score, region, ood, table, labels, p_fp, kept, grid_target, batch)
 
     def process(
@@ -443,38 +437,38 @@ class AnomalyPipeline:
         """Run all stages on an (H, W, 3) uint8 RGB frame (``target``: see :meth:`analyze`; offline evaluation).
 
         Raises:
-            ValueError: a bad frame (not an array, empty, wrong shape or dtype, NaN) or non-finite network output;
-                the brake history is left as it was.
+            InputError: a bad frame (not an array, empty, wrong shape or dtype, too large) or target.
+            FaultError: the backend failed (:class:`~.backends.BackendError`) or its output is misshaped or
+                non-finite. Either way the brake history is left as it was.
         """
-        clock = _Clock()
-        analysis = self.analyze(image, target, ood_label=ood_label, void_label=void_label, clock=clock)
+        sw = Stopwatch()
+        analysis = self.analyze(image, target, ood_label=ood_label, void_label=void_label, stopwatch=sw)
         self._check_aspect(analysis.mapping)
         mapping, labels, kept, p_fp = analysis.mapping, analysis.labels, analysis.kept, analysis.p_false_positive
         n = len(analysis.table)
-        domain = self.domain_status(analysis)
-        self._domain_run = 0 if domain.in_domain else self._domain_run + 1
-        clock.lap("domain")
-        road = None
-        if self.config.brake.use_road:
-            road = np.argmax(analysis.probs, axis=0) == self.road_index
-        pixel_area = None if mapping.identity else mapping.pixel_area()
-        corridor = self.brake_policy.corridor_areas(labels, n, road, pixel_area)
-        patience = self.config.domain_patience
-        if self._domain_run >= patience:  # fail-safe: no brake decision on a foreign world
-            hint = self.brake_policy.unavailable(f"{domain.reason} ({self._domain_run} frames in a row)")
-        elif self._domain_run:  # outside, but not yet for long: no evidence either way, the previous state is held
-            hint = self.brake_policy.hold(f"frame outside the bundle's domain ({self._domain_run} of {patience} in a "
-                                          "row before the hint is unavailable) adds no evidence")  # fmt: skip
-        else:
-            hint = self.brake_policy.update(labels, p_fp, road, areas=corridor, kept=kept)  # removed never count
-        clock.lap("brake")
-        frame_labels = mapping.to_frame_labels(labels)
-        kept_mask = np.concatenate([np.zeros(1, np.uint8), kept.astype(np.uint8)])[frame_labels]
-        score = mapping.to_frame_score(analysis.score)
-        components = _component_infos(mapping, labels, n, p_fp, kept, corridor)
-        clock.lap("output")
-        clock.timings["total"] = (time.perf_counter() - clock.start) * 1e3
-        return FrameResult(score, kept_mask, frame_labels, components, hint, clock.timings, analysis, domain)
+        with sw.stage("domain"):
+            domain = self.domain_status(analysis)
+            self._domain_run = 0 if domain.in_domain else self._domain_run + 1
+        with sw.stage("brake"):
+            road = None
+            if self.config.brake.use_road:
+                road = np.argmax(analysis.probs, axis=0) == self.road_index
+            pixel_area = None if mapping.identity else mapping.pixel_area()
+            corridor = self.brake_policy.corridor_areas(labels, n, road, pixel_area)
+            patience = self.config.domain_patience
+            if self._domain_run >= patience:  # fail-safe: no brake decision on a foreign world
+                hint = self.brake_policy.unavailable(f"{domain.reason} ({self._domain_run} frames in a row)")
+            elif self._domain_run:  # outside, but not yet for long: no evidence either way, the previous state is held
+                hint = self.brake_policy.hold(f"frame outside the bundle's domain ({self._domain_run} of {patience} "
+                                              "in a row before the hint is unavailable) adds no evidence")  # fmt: skip
+            else:
+                hint = self.brake_policy.update(labels, p_fp, road, areas=corridor, kept=kept)  # removed never count
+        with sw.stage("output"):
+            frame_labels = mapping.to_frame_labels(labels)
+            kept_mask = np.concatenate([np.zeros(1, np.uint8), kept.astype(np.uint8)])[frame_labels]
+            score = mapping.to_frame_score(analysis.score)
+            components = _component_infos(mapping, labels, n, p_fp, kept, corridor)
+        return FrameResult(score, kept_mask, frame_labels, components, hint, sw.with_total(), analysis, domain)
 
     # ------------------------------------------------------------------------------------------------- helpers
 

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from .errors import FaultError, InputError
+
 #: Largest frame side accepted (pixels): bigger "images" are corrupt headers, not cameras.
 MAX_SIDE = 16_384
 #: Largest frame, pixels (8K UHD is 33 M): decoding, copying and resizing bigger "frames" costs seconds and gigabytes.
@@ -29,24 +31,24 @@ def check_frame(image: Any) -> npt.NDArray[np.uint8]:
     """Validate one camera frame; returns it as a C-contiguous (H, W, 3) uint8 array.
 
     Raises:
-        ValueError: not an array, empty, not (H, W, 3), not uint8 (with a note on NaN / inf for float data), or a
+        InputError: not an array, empty, not (H, W, 3), not uint8 (with a note on NaN / inf for float data), or a
             side larger than :data:`MAX_SIDE` or more than :data:`MAX_PIXELS` pixels.
     """
     if not isinstance(image, np.ndarray):
-        raise ValueError(f"frame must be a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}")
+        raise InputError(f"frame must be a numpy array (H, W, 3) uint8 RGB, got {type(image).__name__}")
     if image.size == 0:
-        raise ValueError(f"frame is empty (shape {image.shape})")
+        raise InputError(f"frame is empty (shape {image.shape})")
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"frame must have shape (H, W, 3) RGB, got {image.shape}")
+        raise InputError(f"frame must have shape (H, W, 3) RGB, got {image.shape}")
     if image.dtype != np.uint8:
         note = ""
         if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
             note = " (it also holds NaN / inf values)"
-        raise ValueError(f"frame must be uint8 RGB, got dtype {image.dtype}{note}")
+        raise InputError(f"frame must be uint8 RGB, got dtype {image.dtype}{note}")
     if max(image.shape[:2]) > MAX_SIDE:
-        raise ValueError(f"frame of {image.shape[0]}×{image.shape[1]} pixels exceeds the {MAX_SIDE}-pixel limit")
+        raise InputError(f"frame of {image.shape[0]}×{image.shape[1]} pixels exceeds the {MAX_SIDE}-pixel limit")
     if image.shape[0] * image.shape[1] > MAX_PIXELS:
-        raise ValueError(f"frame of {image.shape[0]}×{image.shape[1]} pixels exceeds the {MAX_PIXELS}-pixel limit")
+        raise InputError(f"frame of {image.shape[0]}×{image.shape[1]} pixels exceeds the {MAX_PIXELS}-pixel limit")
     return np.ascontiguousarray(image)
 
 
@@ -96,9 +98,9 @@ def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 def logits_to_probs(logits: npt.NDArray[np.float32], size: tuple[int, int]) -> npt.NDArray[np.float32]:
     """(C, h, w) logits → (C, H, W) float32 probabilities at ``size`` (the pipeline's metric grid); non-finite logits
-    raise ValueError."""
+    raise :class:`~.errors.FaultError` (the network failed on this frame)."""
     if not np.isfinite(logits).all():
         bad = int((~np.isfinite(logits)).sum())
-        raise ValueError(f"network output holds {bad} non-finite logits (NaN / inf)")
+        raise FaultError(f"network output holds {bad} non-finite logits (NaN / inf)")
     probs: npt.NDArray[np.float32] = softmax(resize_maps(np.asarray(logits, np.float32), size))
     return probs

@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from .errors import InputError
+
 #: float32 machine epsilon, the ε inside the log of the E heat map.
 EPS_F32 = np.float32(np.finfo(np.float32).eps)
 
@@ -61,31 +63,31 @@ def as_probs_array(probs: object) -> npt.NDArray[np.float32]:
     """Validate the layout of a (C, H, W) numpy probability array; return it as C-contiguous float32.
 
     Raises:
-        ValueError: not a numpy array, not 3-D, not floating point, fewer than 2 classes, empty image.
+        InputError: not a numpy array, not 3-D, not floating point, fewer than 2 classes, empty image.
     """
     if not isinstance(probs, np.ndarray):
-        raise ValueError(f"probs must be a numpy array or torch tensor, got {type(probs).__name__}")
+        raise InputError(f"probs must be a numpy array or torch tensor, got {type(probs).__name__}")
     if probs.ndim != 3:
-        raise ValueError(f"probs must have shape (C, H, W), got shape {probs.shape}")
+        raise InputError(f"probs must have shape (C, H, W), got shape {probs.shape}")
     if not np.issubdtype(probs.dtype, np.floating):
-        raise ValueError(f"probs must be floating point probabilities, got dtype {probs.dtype}")
+        raise InputError(f"probs must be floating point probabilities, got dtype {probs.dtype}")
     if probs.shape[0] < 2:
-        raise ValueError(f"probs needs at least 2 classes on axis 0, got shape {probs.shape}")
+        raise InputError(f"probs needs at least 2 classes on axis 0, got shape {probs.shape}")
     if probs.shape[1] == 0 or probs.shape[2] == 0:
-        raise ValueError(f"probs is an empty image: shape {probs.shape}")
+        raise InputError(f"probs is an empty image: shape {probs.shape}")
     return np.ascontiguousarray(probs, dtype=np.float32)
 
 
 def _check_probs_torch(probs: Any) -> Any:
     if probs.ndim not in (3, 4):
-        raise ValueError(f"probs must have shape (C, H, W) or (B, C, H, W), got shape {tuple(probs.shape)}")
+        raise InputError(f"probs must have shape (C, H, W) or (B, C, H, W), got shape {tuple(probs.shape)}")
     if not probs.is_floating_point():
-        raise ValueError(f"probs must be floating point probabilities, got dtype {probs.dtype}")
+        raise InputError(f"probs must be floating point probabilities, got dtype {probs.dtype}")
     cdim = probs.ndim - 3
     if probs.shape[cdim] < 2:
-        raise ValueError(f"probs needs at least 2 classes, got shape {tuple(probs.shape)}")
+        raise InputError(f"probs needs at least 2 classes, got shape {tuple(probs.shape)}")
     if probs.numel() == 0:
-        raise ValueError(f"probs is an empty image: shape {tuple(probs.shape)}")
+        raise InputError(f"probs is an empty image: shape {tuple(probs.shape)}")
     return probs.float()
 
 
@@ -100,7 +102,7 @@ def anomaly_score(probs: Any) -> Any:
         (H, W) (or (B, H, W)) float32 array / tensor in [0, 1].
 
     Raises:
-        ValueError: wrong number of dimensions, non-floating dtype, fewer than 2 classes, empty image.
+        InputError: wrong number of dimensions, non-floating dtype, fewer than 2 classes, empty image.
 
     """
     if _is_torch(probs):
@@ -143,7 +145,7 @@ def entropy_map(probs: Any) -> Any:
         (H, W) (or (B, H, W)) float32 in [0, 1] (up to ε effects).
 
     Raises:
-        ValueError: as for :func:`anomaly_score`.
+        InputError: as for :func:`anomaly_score`.
 
     """
     if _is_torch(probs):
@@ -173,7 +175,7 @@ def heatmaps(probs: Any) -> Heatmaps:
         :class:`Heatmaps` with numpy arrays, or torch tensors on the input's device.
 
     Raises:
-        ValueError: as for :func:`anomaly_score`.
+        InputError: as for :func:`anomaly_score`.
 
     """
     entropy = entropy_map(probs)

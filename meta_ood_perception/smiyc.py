@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from .errors import ConfigError, InputError
+
 TAUS = tuple(float(t) for t in np.round(np.linspace(0.25, 0.75, 11), 2))
 FpCriterion = Literal["ppv", "siou"]
 
@@ -55,12 +57,12 @@ def frame_segments(
     """Compute sIoU / PPV of one frame from a boolean (H, W) ``prediction`` and (H, W) integer ``labels``.
 
     Raises:
-        ValueError: shapes that differ or a prediction that is not 2-D.
+        InputError: shapes that differ or a prediction that is not 2-D.
     """
     pred = np.asarray(prediction).astype(bool)
     lab = np.asarray(labels)
     if pred.ndim != 2 or pred.shape != lab.shape:
-        raise ValueError(f"prediction {pred.shape} and labels {lab.shape} must be the same 2-D shape")
+        raise InputError(f"prediction {pred.shape} and labels {lab.shape} must be the same 2-D shape")
     void = lab == void_label
     pred_labels, n_pred = _components(np.ascontiguousarray(pred & ~void))
     gt_labels, n_gt = _components(np.ascontiguousarray(lab == ood_label))
@@ -110,7 +112,7 @@ class SegmentMetricsAccumulator:
 
     def __post_init__(self) -> None:
         if self.fp_criterion not in ("ppv", "siou"):
-            raise ValueError(f"fp_criterion must be 'ppv' or 'siou', got {self.fp_criterion!r}")
+            raise ConfigError(f"fp_criterion must be 'ppv' or 'siou', got {self.fp_criterion!r}")
 
     def update(self, segments: FrameSegments) -> None:
         """Add one frame's component scores."""

@@ -8,6 +8,7 @@ import pytest
 from meta_ood_perception.backends import BackendError, create_backend
 from meta_ood_perception.brake import BrakeConfig
 from meta_ood_perception.bundle import DEFAULT_BUNDLE, load_bundle
+from meta_ood_perception.errors import ConfigError, FaultError
 from meta_ood_perception.pipeline import STAGES, AnomalyPipeline, PipelineConfig
 from meta_ood_training.synthetic import render
 
@@ -122,25 +123,25 @@ def test_nan_logits_from_the_backend_are_a_value_error():
             return {"logits": np.full((1, bundle.num_classes, *batch.shape[2:]), np.nan, np.float32)}
 
     pipeline = AnomalyPipeline(bundle, NaNBackend())
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(FaultError, match="non-finite"):
         pipeline.process(np.zeros((64, 64, 3), np.uint8))
 
 
 def test_backend_selection_errors_name_the_problem(tmp_path):
     bundle = load_bundle("default")
-    with pytest.raises(BackendError, match="unknown backend 'tflite'"):
+    with pytest.raises(ConfigError, match="unknown backend 'tflite'"):
         create_backend("tflite", bundle)
-    with pytest.raises(BackendError, match="provider 'cuda' is not available"):
+    with pytest.raises(ConfigError, match="provider 'cuda' is not available"):
         create_backend("onnxruntime", bundle, providers=["cuda"])
-    with pytest.raises(BackendError, match="unknown option"):
+    with pytest.raises(ConfigError, match="unknown option"):
         create_backend("onnxruntime", bundle, precision="int8")
     corrupt = tmp_path / "m.onnx"
     corrupt.write_bytes(b"not a graph")
     with pytest.raises(BackendError, match="cannot load"):
         create_backend("onnxruntime", bundle, model=corrupt)
-    with pytest.raises(BackendError, match="not found"):
+    with pytest.raises(ConfigError, match="not found"):
         create_backend("onnxruntime", bundle, model=tmp_path / "missing.onnx")
-    with pytest.raises(ValueError, match="road_class"):
+    with pytest.raises(ConfigError, match="road_class"):
         AnomalyPipeline.from_bundle(bundle, "onnxruntime", config=PipelineConfig(road_class="runway"))
-    with pytest.raises(ValueError, match="max_p_false_positive"):
+    with pytest.raises(ConfigError, match="max_p_false_positive"):
         PipelineConfig(max_p_false_positive=0.0)

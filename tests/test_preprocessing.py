@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from meta_ood_perception.errors import FaultError, InputError
 from meta_ood_perception.preprocessing import check_frame, logits_to_probs, resize_maps, softmax, to_network_input
 
 
@@ -20,7 +21,7 @@ from meta_ood_perception.preprocessing import check_frame, logits_to_probs, resi
     ],
 )
 def test_bad_frames_raise_a_clear_value_error(image, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message):
         check_frame(image)
 
 
@@ -57,5 +58,5 @@ def test_softmax_is_stable_and_nan_logits_are_rejected():
     np.testing.assert_allclose(softmax(big.copy())[:, 0, 0], [1.0, 0.0])
     bad = np.zeros((3, 4, 4), np.float32)
     bad[1, 2, 2] = np.nan
-    with pytest.raises(ValueError, match="1 non-finite logits"):
+    with pytest.raises(FaultError, match="1 non-finite logits"):
         logits_to_probs(bad, (8, 8))

@@ -71,12 +71,12 @@ def test_engine_from_other_weights_is_rejected(tmp_path):
 
 
 def test_a_bundle_without_an_engine_names_the_way_to_build_one(tmp_path, monkeypatch):
-    from meta_ood_perception.backends import BackendError
     from meta_ood_perception.backends.tensorrt_backend import TensorRTBackend, engine_cache_path
     from meta_ood_perception.bundle import load_bundle
+    from meta_ood_perception.errors import ConfigError
 
     bundle = load_bundle("default")
-    with pytest.raises(BackendError, match="rebuild=True"):
+    with pytest.raises(ConfigError, match="rebuild=True"):
         TensorRTBackend.from_bundle(bundle)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     cache = engine_cache_path(bundle.file("onnx"))
@@ -86,10 +86,11 @@ def test_a_bundle_without_an_engine_names_the_way_to_build_one(tmp_path, monkeyp
 def test_tensorrt_backend_without_tensorrt_is_a_clear_error():
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("tensorrt is installed here; this checks the message on machines without it")
-    from meta_ood_perception.backends import BackendError, create_backend
+    from meta_ood_perception.backends import create_backend
     from meta_ood_perception.bundle import load_bundle
+    from meta_ood_perception.errors import ConfigError
 
-    with pytest.raises(BackendError, match="needs NVIDIA TensorRT"):
+    with pytest.raises(ConfigError, match="needs NVIDIA TensorRT"):
         create_backend("tensorrt", load_bundle("default"), engine="x.engine")
 
 

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from meta_ood_perception.errors import ConfigError, FaultError
 from meta_ood_perception.ros.params import NodeConfig
 from meta_ood_perception.ros.replay import ReplayOptions, replay
 
@@ -46,9 +47,9 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         if self.frames < 8:
-            raise ValueError(f"demo needs at least 8 frames, got {self.frames}")
+            raise ConfigError(f"demo needs at least 8 frames, got {self.frames}")
         if min(self.height, self.width) < 64:
-            raise ValueError(f"demo frames must be at least 64×64, got {self.height}×{self.width}")
+            raise ConfigError(f"demo frames must be at least 64×64, got {self.height}×{self.width}")
 
 
 def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
@@ -56,9 +57,9 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     out = config.out
     marker = out / MARKER
     if out.exists() and not out.is_dir():
-        raise ValueError(f"demo output {out} is a file, not a folder")
+        raise ConfigError(f"demo output {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not marker.is_file():
-        raise ValueError(f"demo output folder {out} is not empty and was not written by meta-ood demo; choose --out")
+        raise ConfigError(f"demo output folder {out} is not empty and was not written by meta-ood demo; choose --out")
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text("written by meta-ood demo; its next run replaces the files it wrote here\n")
     for name in OUTPUTS:  # only the demo's own files are replaced
@@ -155,7 +156,7 @@ def sample_frames(video: Path, path: Path, count: int = 4) -> None:
             frames.append(frame)
     capture.release()
     if not frames:
-        raise ValueError(f"cannot read frames back from {video}")
+        raise FaultError(f"cannot read frames back from {video}")
     while len(frames) % 2:
         frames.append(np.zeros_like(frames[0]))
     rows = [np.hstack(frames[i : i + 2]) for i in range(0, len(frames), 2)]

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from meta_ood_perception.bundle import DEFAULT_BUNDLE, MANIFEST, load_bundle
 from meta_ood_perception.domain import STATISTIC_NAMES, DomainCalibration, fit_calibration
+from meta_ood_perception.errors import FaultError, InputError
 from meta_ood_perception.pipeline import AnomalyPipeline
 from meta_ood_perception.reports import json_safe
 
@@ -63,7 +64,8 @@ def calibrate(
         progress: show a progress bar; total: its length when ``frames`` has none.
 
     Raises:
-        ValueError: a bad frame, or fewer than 20 frames.
+        InputError: a bad frame, or fewer than 20 frames.
+        FaultError: the network failed on a frame.
     """
     rows: list[npt.NDArray[np.float64]] = []
     scales: list[float] = []
@@ -73,13 +75,13 @@ def calibrate(
         result = pipeline.process(image)
         features = result.domain.features
         if features is None:  # the pipeline always records them; guard against a future change
-            raise ValueError("the pipeline returned no domain statistics")
+            raise FaultError("the pipeline returned no domain statistics")
         rows.append(features.vector(STATISTIC_NAMES))
         scales.append(features.scale)
         sizes[f"{image.shape[0]}x{image.shape[1]}"] += 1
     pipeline.reset()
     if len(rows) < 20:
-        raise ValueError(f"domain calibration needs at least 20 in-domain frames, got {len(rows)}")
+        raise InputError(f"domain calibration needs at least 20 in-domain frames, got {len(rows)}")
     description = {**dict(data or {}), "frame_sizes": dict(sizes)}
     return fit_calibration(np.stack(rows), STATISTIC_NAMES, quantile=quantile, target_rate=target_rate,
                            margin=margin, data=json_safe(description), scales=scales)  # fmt: skip
@@ -115,7 +117,8 @@ def calibrate_bundle(
 
     Raises:
         BundleError: the bundle does not load (before or after).
-        ValueError: fewer than 20 frames, a bad frame.
+        InputError: fewer than 20 frames, a bad frame.
+        FaultError: the network failed on a frame.
     """
     bundle = load_bundle(bundle_dir)
     # no "monitor off" warning from the pipeline that is about to calibrate it

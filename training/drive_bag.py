@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from meta_ood_perception.errors import ConfigError, FaultError
 from meta_ood_perception.ros import conversions as cv
 from meta_ood_perception.ros.replay import BagWriter
 
@@ -53,9 +54,9 @@ def write_drive_bag(
 ) -> DriveBag:
     """Render ``drive(seed, frames, height, width)`` and write it as a bag at ``path`` (a new directory)."""
     if encoding not in ENCODINGS:
-        raise ValueError(f"drive bag encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        raise ConfigError(f"drive bag encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
     if fps <= 0 or frames < 1:
-        raise ValueError(f"drive bag needs fps > 0 and frames >= 1, got fps={fps}, frames={frames}")
+        raise ConfigError(f"drive bag needs fps > 0 and frames >= 1, got fps={fps}, frames={frames}")
     types = cv.RosbagsTypes()
     image_topic = f"{topic}/compressed" if encoding in ("jpeg", "png") else topic
     period = round(1e9 / fps)
@@ -69,7 +70,7 @@ def write_drive_bag(
                 ext = ".jpg" if encoding == "jpeg" else ".png"
                 ok, data = cv2.imencode(ext, np.ascontiguousarray(image[..., ::-1]))
                 if not ok:
-                    raise ValueError(f"OpenCV cannot encode {encoding}")
+                    raise FaultError(f"OpenCV cannot encode {encoding}")
                 msg = types.get("sensor_msgs/msg/CompressedImage")(
                     header=header, format=encoding, data=np.asarray(data, np.uint8).reshape(-1)
                 )

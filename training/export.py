@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from meta_ood_perception.bundle import Bundle
+from meta_ood_perception.errors import ConfigError
 
 LOG = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def export_onnx(
 ) -> Path:
     """Export ``model`` (logits at input size) to ``path``; see the module docstring for inputs and outputs."""
     if height < 16 or width < 16:
-        raise ValueError(f"export size must be at least 16×16, got {height}×{width}")
+        raise ConfigError(f"export size must be at least 16×16, got {height}×{width}")
     model = model.eval()
     module: nn.Module = WithHeatmaps(model, num_classes).eval() if heatmaps else model
     outputs = list(OUTPUTS_WITH_HEATMAPS) if heatmaps else ["logits"]

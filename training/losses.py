@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from meta_ood_perception.errors import ConfigError, InputError
+
 
 def entropy_max_loss(
     logits: torch.Tensor,
@@ -40,21 +42,21 @@ def entropy_max_loss(
         0-dim tensor; 0 (still attached to ``logits``) when every pixel is void.
 
     Raises:
-        ValueError: wrong shapes or dtypes, λ outside [0, 1], equal OoD and void labels, or labels that are
-            neither a class, ``ood_label`` nor ``void_label``.
+        InputError: wrong shapes or dtypes, or labels that are neither a class, ``ood_label`` nor ``void_label``.
+        ConfigError: λ outside [0, 1], equal OoD and void labels.
     """
     if logits.ndim != 4:
-        raise ValueError(f"logits must have shape (B, C, H, W), got {tuple(logits.shape)}")
+        raise InputError(f"logits must have shape (B, C, H, W), got {tuple(logits.shape)}")
     if target.shape != (logits.shape[0], *logits.shape[2:]):
-        raise ValueError(f"target must have shape {(logits.shape[0], *logits.shape[2:])}, got {tuple(target.shape)}")
+        raise InputError(f"target must have shape {(logits.shape[0], *logits.shape[2:])}, got {tuple(target.shape)}")
     if not logits.is_floating_point():
-        raise ValueError(f"logits must be floating point, got {logits.dtype}")
+        raise InputError(f"logits must be floating point, got {logits.dtype}")
     if target.is_floating_point() or target.dtype == torch.bool:
-        raise ValueError(f"target must hold integer labels, got {target.dtype}")
+        raise InputError(f"target must hold integer labels, got {target.dtype}")
     if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lam must lie in [0, 1], got {lam}")
+        raise ConfigError(f"lam must lie in [0, 1], got {lam}")
     if ood_label == void_label:
-        raise ValueError(f"ood_label and void_label must differ, both are {ood_label}")
+        raise ConfigError(f"ood_label and void_label must differ, both are {ood_label}")
     n_classes = logits.shape[1]
     target = target.long()
     is_ood = target == ood_label
@@ -63,7 +65,7 @@ def entropy_max_loss(
     bad = is_in & ((target < 0) | (target >= n_classes))
     if bool(bad.any()):
         values = torch.unique(target[bad])[:5].tolist()
-        raise ValueError(
+        raise InputError(
             f"target holds labels {values} that are neither a class in [0, {n_classes}), ood_label {ood_label} "
             f"nor void_label {void_label}"
         )

@@ -33,6 +33,7 @@ from torch import nn
 
 from meta_ood_perception import __version__
 from meta_ood_perception.bundle import DEFAULT_MAX_P_FALSE_POSITIVE, Bundle, load_bundle
+from meta_ood_perception.errors import ConfigError, InputError, MetaOodError
 from meta_ood_perception.meta_classifier import MetaClassifier, MetaClassifierError, load_meta_classifier
 from meta_ood_perception.metrics import feature_names
 from meta_ood_perception.models import (
@@ -63,7 +64,7 @@ DEFAULT_CALIBRATION_FRAMES = 100
 OPTION_FLAGS = {"width": "--model-width"}
 
 
-class MakeBundleError(ValueError):
+class MakeBundleError(InputError):
     """A network, meta classifier or setting ``make-bundle`` cannot use, with the reason in one line."""
 
 
@@ -145,7 +146,7 @@ def load_network(
         opts[key] = value
     try:
         model = build_model(str(arch), classes, **opts)
-    except ValueError as err:
+    except ConfigError as err:  # an architecture or option build_model does not know
         raise MakeBundleError(str(err)) from None
     check_state_dict(model, state)
     model.load_state_dict(state, strict=True)
@@ -442,7 +443,7 @@ def validate_bundle(path: str | Path, backend: str = "onnxruntime") -> float:
         h, w = bundle.input_size
         ramp = np.linspace(0, 255, h * w * 3, dtype=np.float64).reshape(h, w, 3).astype(np.uint8)
         result = pipeline.process(ramp)
-    except ValueError as err:  # BundleError, BackendError, bad network output
+    except MetaOodError as err:  # BundleError, ConfigError / BackendError of the backend, bad network output
         raise MakeBundleError(f"the bundle written to {path} does not run: {err}") from err
     if result.score.shape != (h, w) or not np.isfinite(result.score).all():
         raise MakeBundleError(f"the bundle written to {path} gives a non-finite or mis-shaped anomaly score")

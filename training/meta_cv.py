@@ -16,6 +16,8 @@ import numpy.typing as npt
 import torch
 from tqdm.auto import tqdm
 
+from meta_ood_perception.errors import ConfigError
+
 from .meta_data import MetaDataError, MetaDataset, ObjectOverlaps
 from .meta_models import STD_EPS, LogisticConfig, MLPConfig, fit_logistic, standardization, train_stacked_mlps
 
@@ -48,13 +50,13 @@ class CVConfig:
 
     def __post_init__(self) -> None:
         if self.classifier not in ("lr", "mlp"):
-            raise ValueError(f"classifier must be 'lr' or 'mlp', got {self.classifier!r}")
+            raise ConfigError(f"classifier must be 'lr' or 'mlp', got {self.classifier!r}")
         if self.cv not in ("loo", "group-kfold"):
-            raise ValueError(f"cv must be 'loo' or 'group-kfold', got {self.cv!r}")
+            raise ConfigError(f"cv must be 'loo' or 'group-kfold', got {self.cv!r}")
         if self.standardize not in ("train", "pooled"):
-            raise ValueError(f"standardize must be 'train' or 'pooled', got {self.standardize!r}")
+            raise ConfigError(f"standardize must be 'train' or 'pooled', got {self.standardize!r}")
         if self.cv == "group-kfold" and self.folds < 2:
-            raise ValueError(f"group-kfold needs at least 2 folds, got {self.folds}")
+            raise ConfigError(f"group-kfold needs at least 2 folds, got {self.folds}")
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from meta_ood_perception.errors import InputError
 
-class MetaDataError(ValueError):
+
+class MetaDataError(InputError):
     """A meta-classification data set that cannot be used, with the reason."""
 
 

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from tqdm.auto import tqdm
 
 from meta_ood_perception.components import label_components
+from meta_ood_perception.errors import InputError
 from meta_ood_perception.pipeline import AnomalyPipeline, FrameAnalysis
 
 from .meta_data import MetaDataset, ObjectOverlaps
@@ -48,7 +49,7 @@ class ComponentCollector:
         """Add one frame's components (the analysis must have been made with a target)."""
         table, target = analysis.table, analysis.target
         if table.iou0 is None or target is None:
-            raise ValueError("ComponentCollector needs analyses made with a target (ground truth)")
+            raise InputError("ComponentCollector needs analyses made with a target (ground truth)")
         self.names = tuple(table.names)
         n = len(table)
         self._rows.append(table.features)
@@ -145,7 +146,7 @@ def extract(
     """
     count = len(dataset) if frames is None else min(frames, len(dataset))
     if groups is not None and len(groups) < count:
-        raise ValueError(f"{len(groups)} group ids for {count} frames")
+        raise InputError(f"{len(groups)} group ids for {count} frames")
     collector = ComponentCollector(ood_label)
     for index in tqdm(range(count), desc=desc, disable=not progress):
         image, target = dataset[index]

@@ -18,6 +18,8 @@ import numpy.typing as npt
 import torch
 from tqdm.auto import tqdm
 
+from meta_ood_perception.errors import ConfigError
+
 FloatArray = npt.NDArray[np.float64]
 STD_EPS = 1e-10  # the research code's (std + 1e-10)
 PAD = 8  # layer widths are padded to a multiple of this (AVX2: 8 float32 lanes)
@@ -60,9 +62,9 @@ class MLPConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"invalid MLPConfig: {self}")
+            raise ConfigError(f"invalid MLPConfig: {self}")
         if any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+            raise ConfigError(f"hidden widths must be positive, got {self.hidden}")
 
     def n_parameters(self, n_features: int) -> int:
         """Trainable parameters for ``n_features`` inputs (17,176 for the paper's network and 75 metrics)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from meta_ood_perception.errors import ConfigError
 from meta_ood_perception.meta_classifier import MetaClassifier, logistic, mlp
 
 from .meta_data import MetaDataset
@@ -23,7 +24,7 @@ def train_meta_classifier(
 
     Raises:
         MetaDataError: a single class in y.
-        ValueError: an unknown classifier.
+        ConfigError: an unknown classifier.
     """
     data.require_both_classes()
     mean, scale = standardization(data.X)
@@ -46,4 +47,4 @@ def train_meta_classifier(
         weights, biases = net.layers(0)
         extra = {"hidden": list(cfg_mlp.hidden), "epochs": cfg_mlp.epochs, "seed": cfg_mlp.seed}
         return mlp(data.names, mean, scale, weights, biases, info | extra)
-    raise ValueError(f"classifier must be 'lr' or 'mlp', got {classifier!r}")
+    raise ConfigError(f"classifier must be 'lr' or 'mlp', got {classifier!r}")

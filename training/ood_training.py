@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from meta_ood_perception.errors import ConfigError
 from meta_ood_perception.models import MEAN_RGB, STD_RGB, build_model, load_checkpoint
 
 from .datasets.base import OOD_LABEL, VOID_LABEL
@@ -75,9 +76,9 @@ class OoDTrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.crop < 16 or self.lr <= 0 or not 0 <= self.lam <= 1:
-            raise ValueError(f"invalid training configuration: {self}")
+            raise ConfigError(f"invalid training configuration: {self}")
         if not isinstance(self.model_options, dict):
-            raise ValueError(f"model_options must be a mapping (e.g. {{width: 16}}), got {self.model_options!r}")
+            raise ConfigError(f"model_options must be a mapping (e.g. {{width: 16}}), got {self.model_options!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> OoDTrainConfig:
@@ -86,17 +87,17 @@ class OoDTrainConfig:
 
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"config file not found: {path}")
+            raise ConfigError(f"config file not found: {path}")
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ValueError(f"{path}: invalid YAML: {err}".replace("\n", " ")) from err
+            raise ConfigError(f"{path}: invalid YAML: {err}".replace("\n", " ")) from err
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping of keys to values")
+            raise ConfigError(f"{path}: expected a mapping of keys to values")
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(raw) - set(known))
         if unknown:
-            raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
         return cls(**raw)
 
 

@@ -9,6 +9,8 @@ Providers (option ``providers``, tried in order, names or full ONNX Runtime name
   (idle threads do not spin, so that post-processing gets the cores right after inference).
 
 A provider that this ONNX Runtime build does not have is an error naming the ones it has (never a silent fallback).
+Errors: see :mod:`meta_ood_perception.backends` (setting → ``ConfigError``, model that does not fit the bundle →
+``BundleError``, load or run failure → :class:`~meta_ood_perception.backends.BackendError`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import BundleError, ConfigError
 from ..reports import first_line
 from . import BackendError, check_options
 
@@ -51,19 +54,19 @@ class OnnxRuntimeBackend:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise BackendError("onnxruntime backend needs the onnxruntime package (pip install onnxruntime)") from None
+            raise ConfigError("onnxruntime backend needs the onnxruntime package (pip install onnxruntime)") from None
         path = Path(model_path)
         if not path.is_file():
-            raise BackendError(f"onnxruntime backend: model file not found: {path}")
+            raise ConfigError(f"onnxruntime backend: model file not found: {path}")
         names = [providers] if isinstance(providers, str) else list(providers)
         if not names:
-            raise BackendError("onnxruntime backend: providers must name at least one provider")
+            raise ConfigError("onnxruntime backend: providers must name at least one provider")
         available = ort.get_available_providers()
         chosen: list[Any] = []
         for name in names:
             full = PROVIDERS.get(name.lower(), name)
             if full not in available:
-                raise BackendError(
+                raise ConfigError(
                     f"onnxruntime backend: provider {name!r} is not available in onnxruntime {ort.__version__} "
                     f"(available: {', '.join(available)})"
                 )
@@ -80,7 +83,7 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         if threads is not None:
             if threads < 1:
-                raise BackendError(f"onnxruntime backend: threads must be >= 1, got {threads}")
+                raise ConfigError(f"onnxruntime backend: threads must be >= 1, got {threads}")
             options.intra_op_num_threads = threads
         # Idle intra-op threads would otherwise busy-wait after each run and steal the cores the post-processing
         # (numba kernels, OpenCV) needs right after inference: measured 15 ms instead of 1 ms for the components
@@ -93,7 +96,7 @@ class OnnxRuntimeBackend:
         inputs = self._session.get_inputs()
         outputs = [o.name for o in self._session.get_outputs()]
         if len(inputs) != 1 or "logits" not in outputs:
-            raise BackendError(
+            raise BundleError(
                 f"onnxruntime backend: {path} must have one input and an output 'logits', has inputs "
                 f"{[i.name for i in inputs]} and outputs {outputs}"
             )
@@ -101,7 +104,7 @@ class OnnxRuntimeBackend:
         self._outputs = outputs
         channels = self._session.get_outputs()[outputs.index("logits")].shape[1]
         if num_classes is not None and isinstance(channels, int) and channels != num_classes:
-            raise BackendError(f"onnxruntime backend: {path} outputs {channels} classes, the bundle has {num_classes}")
+            raise BundleError(f"onnxruntime backend: {path} outputs {channels} classes, the bundle has {num_classes}")
         self.input_shape = tuple(inputs[0].shape)  # ints for fixed dimensions, names / None for dynamic ones
         self.providers = self._session.get_providers()
         self.description = f"onnxruntime {ort.__version__} ({', '.join(self.providers)})"
@@ -115,7 +118,7 @@ class OnnxRuntimeBackend:
         backend = cls(model, num_classes=bundle.num_classes, **options)
         fixed = [v for v in backend.input_shape[2:] if isinstance(v, int)]
         if len(backend.input_shape) != 4 or (len(fixed) == 2 and tuple(fixed) != tuple(bundle.input_size)):
-            raise BackendError(f"onnxruntime backend: {model} takes input {backend.input_shape}, the bundle runs the "
+            raise BundleError(f"onnxruntime backend: {model} takes input {backend.input_shape}, the bundle runs the "
                                f"network at {bundle.input_size[0]}×{bundle.input_size[1]}")  # fmt: skip
         return backend
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import ConfigError
 from ..meta_classifier import sha256_file
 from . import BackendError, check_options
 
@@ -35,14 +36,15 @@ LOG = logging.getLogger(__name__)
 
 
 class EngineMismatchError(BackendError):
-    """The engine was built for another TensorRT version, GPU or shape, or its file changed."""
+    """The engine was built for another TensorRT version, GPU or shape, or its file changed (a
+    :class:`~meta_ood_perception.backends.BackendError`: rebuild it, or let the backend do so with ``rebuild``)."""
 
 
 def _tensorrt() -> Any:
     try:
         import tensorrt as trt
     except ImportError:
-        raise BackendError(
+        raise ConfigError(
             "tensorrt backend needs NVIDIA TensorRT's Python package (pip install tensorrt) and a CUDA GPU"
         ) from None
     return trt
@@ -52,7 +54,7 @@ def _gpu() -> dict[str, Any]:
     import torch
 
     if not torch.cuda.is_available():
-        raise BackendError("tensorrt backend: no CUDA GPU available")
+        raise ConfigError("tensorrt backend: no CUDA GPU available")
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}"}
 
@@ -160,9 +162,9 @@ def build_engine(
     trt = _tensorrt()
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
-        raise BackendError(f"build-engine: ONNX file not found: {onnx_path}")
+        raise ConfigError(f"build-engine: ONNX file not found: {onnx_path}")
     if workspace_mb < 16:
-        raise BackendError(f"build-engine: workspace must be at least 16 MB, got {workspace_mb}")
+        raise ConfigError(f"build-engine: workspace must be at least 16 MB, got {workspace_mb}")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     major = int(trt.__version__.split(".")[0])
@@ -291,8 +293,8 @@ class TensorRTBackend:
             elif options.get("rebuild") and cache is not None:
                 engine = cache
             else:
-                raise BackendError("tensorrt backend: the bundle has no TensorRT engine; pass engine=... or "
-                                   "rebuild=True to build one from its ONNX graph into the cache")  # fmt: skip
+                raise ConfigError("tensorrt backend: the bundle has no TensorRT engine; pass engine=... or "
+                                  "rebuild=True to build one from its ONNX graph into the cache")  # fmt: skip
         height, width = bundle.input_size
         return cls(engine, onnx=onnx, input_shape=(1, 3, height, width), num_classes=bundle.num_classes,
                    rebuild_to=cache, **options)  # fmt: skip
@@ -301,11 +303,11 @@ class TensorRTBackend:
         """(N, 3, h, w) float32 of the engine's input shape → every engine output by name."""
         torch = self._torch
         if tuple(batch.shape) != self._input_shape:
-            raise ValueError(f"tensorrt backend: input shape {batch.shape}, the engine takes {self._input_shape}")
+            raise BackendError(f"tensorrt backend: input shape {batch.shape}, the engine takes {self._input_shape}")
         x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to("cuda", non_blocking=False)
         self._context.set_tensor_address(self._input, x.data_ptr())
         with torch.cuda.stream(self._stream):
             if not self._context.execute_async_v3(self._stream.cuda_stream):
-                raise RuntimeError("tensorrt backend: engine execution failed")
+                raise BackendError("tensorrt backend: engine execution failed")
         self._stream.synchronize()
         return {name: t.cpu().numpy() for name, t in self._outputs.items()}

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import ConfigError
+from ..reports import first_line
 from . import BackendError, check_options
 
 if TYPE_CHECKING:
@@ -14,7 +16,12 @@ if TYPE_CHECKING:
 
 
 class TorchBackend:
-    """Runs a torch module (logits at input size) on ``device``; outputs are copied to host numpy arrays."""
+    """Runs a torch module (logits at input size) on ``device``; outputs are copied to host numpy arrays.
+
+    A bad device, a CUDA device without CUDA, bad threads or a missing PyTorch are a
+    :class:`~meta_ood_perception.errors.ConfigError`; torch's errors while running (CUDA errors, out of memory)
+    become a :class:`~meta_ood_perception.backends.BackendError`.
+    """
 
     name = "torch"
 
@@ -24,12 +31,12 @@ class TorchBackend:
         try:
             self._device = torch.device(device)
         except RuntimeError as err:
-            raise BackendError(f"torch backend: bad device {device!r}: {err}") from None
+            raise ConfigError(f"torch backend: bad device {device!r}: {err}") from None
         if self._device.type == "cuda" and not torch.cuda.is_available():
-            raise BackendError(f"torch backend: device {device!r} requested but CUDA is not available")
+            raise ConfigError(f"torch backend: device {device!r} requested but CUDA is not available")
         if threads is not None:
             if threads < 1:
-                raise BackendError(f"torch backend: threads must be >= 1, got {threads}")
+                raise ConfigError(f"torch backend: threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
         self._torch = torch
         self._model = model.to(self._device).eval()
@@ -42,13 +49,21 @@ class TorchBackend:
         try:
             import torch  # noqa: F401
         except ImportError:
-            raise BackendError("torch backend needs PyTorch: pip install 'meta_ood_perception[torch]'") from None
+            raise ConfigError("torch backend needs PyTorch: pip install 'meta_ood_perception[torch]'") from None
         return cls(bundle.build_torch_model(), **options)
 
     def run(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[Any]]:
-        """(N, 3, h, w) float32 → {"logits": (N, C, h, w) float32}."""
+        """(N, 3, h, w) float32 → {"logits": (N, C, h, w) float32}.
+
+        Raises:
+            BackendError: torch failed while running (its ``RuntimeError`` s: CUDA errors, out of memory, a batch
+                the network cannot take).
+        """
         torch = self._torch
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self._device)
-            logits = self._model(x)
-            return {"logits": logits.float().cpu().numpy()}
+        try:
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self._device)
+                logits = self._model(x)
+                return {"logits": logits.float().cpu().numpy()}
+        except RuntimeError as err:
+            raise BackendError(f"torch backend: run failed: {first_line(err)}") from err

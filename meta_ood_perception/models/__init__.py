@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError, InputError
 from ..reports import first_line
 from .deeplab import DeepWV3Plus, LightDeepLabV3Plus
 
@@ -24,8 +25,9 @@ STD_RGB = (0.229, 0.224, 0.225)
 MODEL_NAMES = ("deeplabv3plus_wrn38", "deeplabv3plus_resnet18", "deeplabv3plus_light")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model, with the offending keys or the file."""
+class CheckpointError(InputError):
+    """A checkpoint that does not fit the model, with the offending keys or the file (a file the user gives; a
+    bundle's weights that do not load are a :class:`~meta_ood_perception.errors.BundleError`)."""
 
 
 def build_model(name: str, num_classes: int = 19, **options: Any) -> nn.Module:
@@ -39,21 +41,21 @@ def build_model(name: str, num_classes: int = 19, **options: Any) -> nn.Module:
         **options: ``width`` and ``output_stride`` (16 or 8) for the light models.
 
     Raises:
-        ValueError: an unknown name or option.
+        ConfigError: an unknown name or option.
     """
     if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
     if name == "deeplabv3plus_wrn38":
         if options:
-            raise ValueError(f"deeplabv3plus_wrn38 takes no options, got {sorted(options)}")
+            raise ConfigError(f"deeplabv3plus_wrn38 takes no options, got {sorted(options)}")
         return DeepWV3Plus(num_classes)
     if name in ("deeplabv3plus_resnet18", "deeplabv3plus_light"):
         unknown = set(options) - {"width", "output_stride"}
         if unknown:
-            raise ValueError(f"{name} takes only 'width' and 'output_stride', got {sorted(unknown)}")
+            raise ConfigError(f"{name} takes only 'width' and 'output_stride', got {sorted(unknown)}")
         width = int(options.get("width", 64 if name == "deeplabv3plus_resnet18" else 32))
         return LightDeepLabV3Plus(num_classes, width, int(options.get("output_stride", 16)))
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
+    raise ConfigError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
 
 
 def extract_state_dict(checkpoint: Any) -> dict[str, torch.Tensor]:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .wider_resnet import WiderResNetA2Trunk
 
 
@@ -123,9 +124,9 @@ class LightDeepLabV3Plus(nn.Module):
     def __init__(self, num_classes: int = 19, width: int = 32, output_stride: int = 16) -> None:
         super().__init__()
         if width < 4:
-            raise ValueError(f"width must be at least 4, got {width}")
+            raise ConfigError(f"width must be at least 4, got {width}")
         if output_stride not in (8, 16):
-            raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+            raise ConfigError(f"output_stride must be 8 or 16, got {output_stride}")
         w = (width, 2 * width, 4 * width, 8 * width)
         self.stem = nn.Sequential(
             nn.Conv2d(3, w[0], 7, 2, 3, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)

@@ -12,6 +12,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def bn_relu(channels: int) -> nn.Sequential:
     """BatchNorm + ReLU as one module (state-dict keys ``<name>.0.*``)."""
@@ -35,7 +37,7 @@ class IdentityResidualBlock(nn.Module):
     ) -> None:
         super().__init__()
         if len(channels) not in (2, 3):
-            raise ValueError(f"channels must have 2 or 3 entries, got {channels}")
+            raise ConfigError(f"channels must have 2 or 3 entries, got {channels}")
         self.bn1 = bn_relu(in_channels)
         layers: list[tuple[str, nn.Module]]
         if len(channels) == 2:

@@ -6,6 +6,12 @@ raises for a bad frame: a frame that cannot be decoded or processed comes back w
 brake hint (``available=False``) and no other outputs. :class:`ProcessingStats` counts frames, rejections and drops
 and keeps per-stage latencies for ``/diagnostics`` and the replay summary, and the frames the domain monitor put
 outside the bundle's domain.
+
+A rejection's kind comes from the error's type (:mod:`meta_ood_perception.errors`), never from its message: an
+:class:`~meta_ood_perception.errors.InputError` (a bad frame; while decoding or encoding also an ``AttributeError``
+/ ``TypeError`` of a malformed message object) is ``"input"``; a :class:`~meta_ood_perception.errors.FaultError`
+(the backend failed, :class:`~meta_ood_perception.backends.BackendError`; non-finite or misshaped network output)
+and any other exception are ``"fault"`` (the latter named by its type) and restart the pipeline's history.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,17 +26,34 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..backends import BackendError
 from ..brake import BrakeHint
+from ..errors import InputError, MetaOodError
 from ..pipeline import STAGES, AnomalyPipeline, FrameResult
 from ..reports import first_line
+from ..stopwatch import TOTAL, Stopwatch
 from . import conversions as cv
 from .params import CameraTopics
 
 LOG = logging.getLogger(__name__)
 
 #: Latency stages reported per frame: decoding, the pipeline's stages, encoding of the outputs, and the total.
-LATENCY_STAGES = ("decode", *STAGES, "encode", "total")
+LATENCY_STAGES = ("decode", *STAGES, "encode", TOTAL)
+#: Errors of a malformed message object while decoding it or stamping the outputs with its header: bad input.
+_MALFORMED = (InputError, AttributeError, TypeError)
+
+
+def rejection_kind(err: BaseException) -> str:
+    """``"input"`` for an :class:`~meta_ood_perception.errors.InputError` (the frame is bad), ``"fault"`` for
+    anything else: a :class:`~meta_ood_perception.errors.FaultError` or an unexpected exception (a bug, a backend's
+    own error type)."""
+    return "input" if isinstance(err, InputError) else "fault"
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line: the message of an error of the hierarchy; ``Type: message`` for any other exception."""
+    if isinstance(err, MetaOodError):
+        return first_line(err)
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 @dataclass(frozen=True)
@@ -94,46 +116,51 @@ class CameraProcessor:
         self.publish_detections = publish_detections
 
     def process(self, msg: Any) -> ProcessedFrame:
-        """Decode, run and encode one ``Image`` / ``CompressedImage``; never raises for a bad frame."""
-        t0 = time.perf_counter()
+        """Decode, run and encode one ``Image`` / ``CompressedImage``; never raises (a failure is a rejection whose
+        kind the error's type decides, see the module docstring)."""
+        sw = Stopwatch()
         header = getattr(msg, "header", None)
         try:
             stamp: int | None = cv.stamp_ns(header)
-        except (AttributeError, TypeError, ValueError):
+        except (*_MALFORMED, ValueError):
             stamp, header = None, None
         try:
-            image = cv.message_to_rgb(msg, self.limits)
-        except (ValueError, AttributeError, TypeError) as err:
-            return self._reject(header, stamp, None, f"bad frame: {first_line(err)}", "input", reset=False)
-        t1 = time.perf_counter()
+            with sw.stage("decode"):
+                image = cv.message_to_rgb(msg, self.limits)
+        except Exception as err:  # a frame must never take the node or the replay down
+            if isinstance(err, _MALFORMED):
+                return self._reject(header, stamp, None, f"bad frame: {first_line(err)}", "input", reset=False)
+            LOG.debug("decode failure", exc_info=True)
+            return self._reject(header, stamp, None, f"decode failure: {failure_reason(err)}", "fault")
         try:
             # the metric-grid tensors (megabytes) are for offline consumers: not kept past this frame
             result = dataclasses.replace(self.pipeline.process(image), analysis=None)
-        except ValueError as err:
-            kind = "fault" if isinstance(err, BackendError) or "network output" in str(err) else "input"
-            return self._reject(header, stamp, image, first_line(err), kind, reset=kind == "fault")
         except Exception as err:  # a backend that fails must not take the node or the replay down
-            LOG.debug("pipeline failure", exc_info=True)
-            return self._reject(
-                header, stamp, image, f"backend failure: {type(err).__name__}: {first_line(err)}", "fault"
-            )
-        t2 = time.perf_counter()
+            kind = rejection_kind(err)
+            reason = failure_reason(err)
+            if not isinstance(err, MetaOodError):  # a backend's own error type, or a bug
+                LOG.debug("pipeline failure", exc_info=True)
+                reason = f"backend failure: {reason}"
+            return self._reject(header, stamp, image, reason, kind, reset=kind == "fault")
+        for stage, ms in result.timings_ms.items():
+            if stage != TOTAL:
+                sw.add(stage, ms)
         t = self.types
         try:
-            messages: dict[str, Any] = {"anomaly_mask": cv.mask_to_msg(result.mask, header, t)}
-            if self.publish_score:
-                messages["anomaly_score"] = cv.score_to_msg(result.score, header, t)
-            if self.publish_detections:
-                messages["detections"] = cv.detections_to_msg(result.components, header, t)
-            messages["emergency_brake"] = cv.brake_to_msg(result.brake, header, t)
-        except (AttributeError, TypeError, ValueError) as err:  # e.g. an unreadable header
-            return self._reject(
-                header, stamp, image, f"cannot build the outputs: {first_line(err)}", "input", reset=False
-            )
-        t3 = time.perf_counter()
-        timings = {"decode": (t1 - t0) * 1e3, **result.timings_ms, "encode": (t3 - t2) * 1e3}
-        timings["total"] = (t3 - t0) * 1e3
-        return ProcessedFrame(self.camera, stamp, image, result, result.brake, messages, None, timings)
+            with sw.stage("encode"):
+                messages: dict[str, Any] = {"anomaly_mask": cv.mask_to_msg(result.mask, header, t)}
+                if self.publish_score:
+                    messages["anomaly_score"] = cv.score_to_msg(result.score, header, t)
+                if self.publish_detections:
+                    messages["detections"] = cv.detections_to_msg(result.components, header, t)
+                messages["emergency_brake"] = cv.brake_to_msg(result.brake, header, t)
+        except Exception as err:  # e.g. an unreadable header
+            if isinstance(err, _MALFORMED):
+                reason = f"cannot build the outputs: {first_line(err)}"
+                return self._reject(header, stamp, image, reason, "input", reset=False)
+            LOG.debug("encode failure", exc_info=True)
+            return self._reject(header, stamp, image, f"encode failure: {failure_reason(err)}", "fault")
+        return ProcessedFrame(self.camera, stamp, image, result, result.brake, messages, None, sw.with_total())
 
     def unavailable(self, header: Any, reason: str, *, reset: bool = True) -> ProcessedFrame:
         """A fail-safe brake output for ``header`` (e.g. no input for too long, a message that does not

@@ -1,4 +1,5 @@
-"""Bad network output and oversized frames: each is a one-line ValueError (a fault for the node), never "clear"."""
+"""Bad network output is a one-line FaultError (a fault for the node), an oversized frame a one-line InputError (a
+rejected frame); neither is ever "clear"."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from meta_ood_perception.backends import BackendError
 from meta_ood_perception.bundle import load_bundle
+from meta_ood_perception.errors import BundleError, FaultError, InputError
 from meta_ood_perception.pipeline import AnomalyPipeline
 from meta_ood_perception.ros import conversions as cv
 from meta_ood_perception.ros.params import camera_topics
@@ -53,7 +55,7 @@ def test_bad_network_output_is_a_fault_not_a_clear_frame(outputs, message):
     if outputs.get("probs", 0) is None:  # a plain graph: logits only
         backend.run = lambda batch: {"logits": clean["logits"]}
     pipeline = AnomalyPipeline(BUNDLE, backend)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(FaultError, match=message):
         pipeline.process(np.zeros((*SIZE, 3), np.uint8))
     types = cv.RosbagsTypes()
     header = cv.make_header(types, 10**9, "cam")
@@ -73,6 +75,15 @@ def test_onnxruntime_run_failures_are_backend_errors(tmp_path):
         backend.run(np.zeros((1, 4, 8, 8), np.float32))  # 4 channels: ONNX Runtime refuses it
 
 
+def test_torch_run_failures_are_backend_errors():
+    from meta_ood_perception.backends import create_backend
+
+    backend = create_backend("torch", BUNDLE)
+    with pytest.raises(BackendError, match="torch backend: run failed") as err:
+        backend.run(np.zeros((1, 4, 8, 8), np.float32))  # 4 channels: the first convolution refuses it
+    assert isinstance(err.value, FaultError) and isinstance(err.value.__cause__, RuntimeError)
+
+
 def test_a_graph_of_another_fixed_size_is_refused(tmp_path):
     from meta_ood_training.export import export_onnx, model_from_bundle
 
@@ -82,12 +93,12 @@ def test_a_graph_of_another_fixed_size_is_refused(tmp_path):
     from meta_ood_perception.backends import create_backend
 
     h, w = BUNDLE.input_size
-    with pytest.raises(BackendError, match=f"the bundle runs the network at {h}×{w}"):
+    with pytest.raises(BundleError, match=f"the bundle runs the network at {h}×{w}"):
         create_backend("onnxruntime", BUNDLE, model=str(path))
 
 
 def test_oversized_frames_are_refused_before_any_allocation():
     pipeline = AnomalyPipeline.from_bundle("default")
     huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (7000, 7000, 3))
-    with pytest.raises(ValueError, match="36000000-pixel limit"):
+    with pytest.raises(InputError, match="36000000-pixel limit"):
         pipeline.process(huge)

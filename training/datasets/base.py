@@ -8,11 +8,13 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from meta_ood_perception.errors import InputError
+
 OOD_LABEL = 254  # OoD-proxy pixels in segmentation targets (the loss's ood_label)
 VOID_LABEL = 255
 
 
-class DatasetError(FileNotFoundError):
+class DatasetError(InputError):
     """A dataset folder or file that is missing or unreadable; the message names it."""
 
 

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from meta_ood_perception.errors import ConfigError
+
 
 class MixedSampler:
     """Indices into ``ConcatDataset([in_distribution, ood_proxy])`` for one epoch.
@@ -17,10 +19,10 @@ class MixedSampler:
 
     def __init__(self, n_in: int, n_ood: int, n_ood_per_epoch: int | None = None, *, seed: int = 0) -> None:
         if n_in < 0 or n_ood < 0:
-            raise ValueError(f"dataset sizes must be non-negative, got {n_in}, {n_ood}")
+            raise ConfigError(f"dataset sizes must be non-negative, got {n_in}, {n_ood}")
         per_epoch = round(0.1 * n_in) if n_ood_per_epoch is None else n_ood_per_epoch
         if not 0 <= per_epoch <= n_ood:
-            raise ValueError(f"n_ood_per_epoch must lie in [0, {n_ood}], got {per_epoch}")
+            raise ConfigError(f"n_ood_per_epoch must lie in [0, {n_ood}], got {per_epoch}")
         self.n_in, self.n_ood, self.per_epoch, self.seed = n_in, n_ood, per_epoch, seed
         self.epoch = 0
 

@@ -25,6 +25,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from meta_ood_perception.errors import ConfigError
+
 from ..datasets.base import OOD_LABEL, VOID_LABEL
 from .canvas import CLASS_NAMES, HAZARD_PAINT_LABEL, ROAD, Canvas, camera, draw_lighting, finish, row_at_depth
 from .hazards import ALL_HAZARDS, COMMON_HAZARDS, HELD_OUT_HAZARDS, hazard_item
@@ -45,18 +47,18 @@ Frame = tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]
 def _check(kind: str, height: int, width: int, proxy_fraction: tuple[float, float], n_hazards: tuple[int, int],
            n_lookalikes: tuple[int, int], hazard_shapes: tuple[str, ...]) -> None:  # fmt: skip
     if kind not in KINDS:
-        raise ValueError(f"kind must be 'closed', 'proxy' or 'hazard', got {kind!r}")
+        raise ConfigError(f"kind must be 'closed', 'proxy' or 'hazard', got {kind!r}")
     if height < 32 or width < 32:
-        raise ValueError(f"frames must be at least 32×32 pixels, got {height}×{width}")
+        raise ConfigError(f"frames must be at least 32×32 pixels, got {height}×{width}")
     lo, hi = proxy_fraction
     if not 0.0 < lo <= hi <= 1.0:
-        raise ValueError(f"proxy_fraction must satisfy 0 < low <= high <= 1, got {proxy_fraction}")
+        raise ConfigError(f"proxy_fraction must satisfy 0 < low <= high <= 1, got {proxy_fraction}")
     for name, (a, b) in (("n_hazards", n_hazards), ("n_lookalikes", n_lookalikes)):
         if not 0 <= a <= b:
-            raise ValueError(f"{name} must satisfy 0 <= low <= high, got {(a, b)}")
+            raise ConfigError(f"{name} must satisfy 0 <= low <= high, got {(a, b)}")
     unknown = set(hazard_shapes) - set(ALL_HAZARDS)
     if not hazard_shapes or unknown:
-        raise ValueError(f"hazard_shapes must be a non-empty subset of {', '.join(ALL_HAZARDS)}, got {hazard_shapes}")
+        raise ConfigError(f"hazard_shapes must be a non-empty subset of {', '.join(ALL_HAZARDS)}, got {hazard_shapes}")
 
 
 def render(
@@ -85,7 +87,7 @@ def render(
         hazard_shapes: the hazard shapes to draw from (:data:`COMMON_HAZARDS`, :data:`HELD_OUT_HAZARDS`).
 
     Raises:
-        ValueError: an unknown kind or shape, frames smaller than 32 × 32, bad ranges.
+        ConfigError: an unknown kind or shape, frames smaller than 32 × 32, bad ranges.
     """
     _check(kind, height, width, proxy_fraction, n_hazards, n_lookalikes, hazard_shapes)
     rng = np.random.default_rng([seed, index, KINDS.index(kind)])
