@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+from meta_ood_perception.errors import ConfigError
 from meta_ood_perception.ros.params import PARAMETERS, NodeConfig, flatten, load_param_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,12 +106,12 @@ def test_launch_file_arguments_node_and_files():
 def test_parameter_file_matches_schema_parameters_and_defaults():
     doc = yaml.safe_load(PARAM_FILE.read_text())
     jsonschema.validate(doc, SCHEMA)
-    params = flatten(doc["anomaly_node"]["ros__parameters"])
+    params = flatten(doc["/**"]["ros__parameters"])
     assert set(params) == set(PARAMETERS)
     for name, value in params.items():
         assert value == PARAMETERS[name][0], name
     schema_params = set()
-    for key, spec in SCHEMA["$defs"]["parameters"]["properties"].items():
+    for key, spec in SCHEMA["$defs"]["anomaly_node"]["properties"].items():
         if spec.get("type") == "object":
             schema_params |= {f"{key}.{sub}" for sub in spec["properties"]}
         else:
@@ -132,7 +133,7 @@ def test_parameter_file_matches_schema_parameters_and_defaults():
         ({"qos": {"depth": 0}}, "qos.depth"),
         ({"backend": "tensorflow"}, "backend"),
         ({"image_topics": []}, "image_topics"),
-        ({"image_topics": ["camera/no_slash"]}, "image topic"),
+        ({"image_topics": ["camera/no_slash"]}, "image_topics"),
         ({"brake": {"corridor": [0.1, 0.2, 0.3]}}, "corridor"),
         ({"brake": {"persistence_k": 4}}, "persistence"),  # k > n: a cross-field rule JSON Schema cannot state
         ({"max_p_false_positive": 0.0}, "max_p_false_positive"),
@@ -145,7 +146,7 @@ def test_parameter_file_matches_schema_parameters_and_defaults():
 )
 def test_bad_values_are_rejected_by_schema_and_node_config(patch, message):
     doc = yaml.safe_load(PARAM_FILE.read_text())
-    params = doc["anomaly_node"]["ros__parameters"]
+    params = doc["/**"]["ros__parameters"]
     for key, value in patch.items():
         if isinstance(value, dict):
             params[key].update(value)
@@ -154,7 +155,7 @@ def test_bad_values_are_rejected_by_schema_and_node_config(patch, message):
     if message != "persistence":
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(doc, SCHEMA)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         NodeConfig.from_params(flatten(params))
 
 

@@ -2,8 +2,10 @@
 
 Providers (option ``providers``, tried in order, names or full ONNX Runtime names):
 
-* ``tensorrt`` (``TensorrtExecutionProvider``): ``fp16`` (default False), engine cache in ``trt_cache_dir`` (the
-  engines are rebuilt by ONNX Runtime when the TensorRT version, GPU or input shape change);
+* ``tensorrt`` (``TensorrtExecutionProvider``): ``fp16`` (default False), ``device_id``, and an engine cache that
+  is on by default: ``trt_cache_dir`` ``""`` = ``$XDG_CACHE_HOME/meta_ood_perception/engines/onnxruntime-<version>``
+  (one folder per ONNX Runtime version; ONNX Runtime names its engines by graph, precision and GPU architecture),
+  ``"off"`` = no cache, anything else = that folder (remove it after changing TensorRT, as ONNX Runtime asks);
 * ``cuda`` (``CUDAExecutionProvider``), option ``device_id``;
 * ``cpu`` (``CPUExecutionProvider``), the default; ``threads`` sets the intra-op thread count
   (idle threads do not spin, so that post-processing gets the cores right after inference).
@@ -35,6 +37,47 @@ PROVIDERS = {
 }
 
 
+def execution_providers(
+    names: list[str],
+    available: list[str],
+    version: str,
+    *,
+    fp16: bool = False,
+    trt_cache_dir: str | Path = "",
+    device_id: int = 0,
+) -> list[Any]:
+    """The ``providers`` argument of ``onnxruntime.InferenceSession`` for provider ``names`` (short or full names):
+    full names, with an options dict for TensorRT and CUDA. Creates the TensorRT engine cache folder.
+
+    Args:
+        available: ``onnxruntime.get_available_providers()``. version: ``onnxruntime.__version__``.
+
+    Raises:
+        ConfigError: a provider this ONNX Runtime build does not have (naming the ones it has).
+    """
+    from .tensorrt_backend import engine_cache_dir
+
+    chosen: list[Any] = []
+    for name in names:
+        full = PROVIDERS.get(name.lower(), name)
+        if full not in available:
+            raise ConfigError(f"onnxruntime backend: provider {name!r} is not available in onnxruntime {version} "
+                              f"(available: {', '.join(available)})")  # fmt: skip
+        if full == "TensorrtExecutionProvider":
+            trt: dict[str, Any] = {"device_id": device_id, "trt_fp16_enable": bool(fp16)}
+            folder = engine_cache_dir(trt_cache_dir)
+            if folder is not None:
+                folder = folder / f"onnxruntime-{version}" if not str(trt_cache_dir).strip() else folder
+                folder.mkdir(parents=True, exist_ok=True)
+                trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(folder))
+            chosen.append((full, trt))
+        elif full == "CUDAExecutionProvider":
+            chosen.append((full, {"device_id": device_id}))
+        else:
+            chosen.append(full)
+    return chosen
+
+
 class OnnxRuntimeBackend:
     """An ONNX Runtime session over an exported graph with input ``image`` and output ``logits`` (+ heat maps)."""
 
@@ -46,7 +89,7 @@ class OnnxRuntimeBackend:
         *,
         providers: list[str] | tuple[str, ...] | str = ("cpu",),
         fp16: bool = False,
-        trt_cache_dir: str | Path | None = None,
+        trt_cache_dir: str | Path = "",
         device_id: int = 0,
         threads: int | None = None,
         num_classes: int | None = None,
@@ -61,25 +104,8 @@ class OnnxRuntimeBackend:
         names = [providers] if isinstance(providers, str) else list(providers)
         if not names:
             raise ConfigError("onnxruntime backend: providers must name at least one provider")
-        available = ort.get_available_providers()
-        chosen: list[Any] = []
-        for name in names:
-            full = PROVIDERS.get(name.lower(), name)
-            if full not in available:
-                raise ConfigError(
-                    f"onnxruntime backend: provider {name!r} is not available in onnxruntime {ort.__version__} "
-                    f"(available: {', '.join(available)})"
-                )
-            if full == "TensorrtExecutionProvider":
-                trt: dict[str, Any] = {"device_id": device_id, "trt_fp16_enable": bool(fp16)}
-                if trt_cache_dir is not None:
-                    Path(trt_cache_dir).mkdir(parents=True, exist_ok=True)
-                    trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(trt_cache_dir))
-                chosen.append((full, trt))
-            elif full == "CUDAExecutionProvider":
-                chosen.append((full, {"device_id": device_id}))
-            else:
-                chosen.append(full)
+        chosen = execution_providers(names, ort.get_available_providers(), ort.__version__, fp16=fp16,
+                                     trt_cache_dir=trt_cache_dir, device_id=device_id)  # fmt: skip
         options = ort.SessionOptions()
         if threads is not None:
             if threads < 1:

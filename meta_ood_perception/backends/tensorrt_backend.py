@@ -4,19 +4,28 @@ Beside every engine ``M.engine`` lies ``M.engine.json`` (written by :func:`build
 name and compute capability, precision, input and output shapes and the SHA-256 of the engine and of its ONNX
 source. :func:`check_engine` compares it with the running system; on a mismatch the backend raises
 :class:`EngineMismatchError` naming the difference, or — with ``rebuild=True`` and the ONNX file at hand —
-rebuilds it (as Autoware does when an engine does not match its TensorRT or GPU): in place for an engine the user
-gave, into the user cache for a bundle's engine (bundle files are checksummed and never rewritten). Engines with
-dynamic input dimensions are run at the bundle's input size; outputs keep the engine's data types.
+rebuilds it (as Autoware does when an engine does not match its TensorRT or GPU) into the engine cache, never over
+the engine it was given (bundle files are checksummed and never rewritten). Engines with dynamic input dimensions are
+run at the bundle's input size; outputs keep the engine's data types.
 
-Device buffers are torch CUDA tensors (PyTorch is the one CUDA array library the project already depends on).
-This path needs an NVIDIA GPU; it is never imported on CPU machines.
+Engine cache (option ``cache_dir``, the node's ``trt_cache_dir``): ``""`` (the default) is
+``$XDG_CACHE_HOME/meta_ood_perception/engines`` (``~/.cache/…`` without ``XDG_CACHE_HOME``), ``"off"`` builds into a
+temporary folder that is removed once the engine is loaded (every start builds again), anything else is that folder.
+A cached engine is named by its ONNX graph's SHA-256 and precision; its build record decides whether it still fits.
+
+Device buffers are torch CUDA tensors (PyTorch is the one CUDA array library the project already depends on) on CUDA
+device ``device_id``, which also runs the engine (it becomes the current device of the thread that creates the
+backend, and each run selects it). This path needs an NVIDIA GPU; it is never imported on CPU machines.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,19 +59,64 @@ def _tensorrt() -> Any:
     return trt
 
 
-def _gpu() -> dict[str, Any]:
+def _gpu(device_id: int = 0) -> dict[str, Any]:
+    """Make CUDA device ``device_id`` the current one (TensorRT builds and loads engines there) and describe it."""
     import torch
 
     if not torch.cuda.is_available():
         raise ConfigError("tensorrt backend: no CUDA GPU available")
-    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    if not 0 <= device_id < torch.cuda.device_count():
+        raise ConfigError(f"tensorrt backend: no CUDA device {device_id} ({torch.cuda.device_count()} visible)")
+    torch.cuda.set_device(device_id)
+    props = torch.cuda.get_device_properties(device_id)
     return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}"}
 
 
-def engine_cache_path(onnx: str | Path) -> Path:
-    """Where an engine built from ``onnx`` on this machine is cached (keyed by the graph's SHA-256)."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "meta_ood_perception" / "engines" / f"{sha256_file(Path(onnx))[:20]}.engine"
+#: ``cache_dir`` / ``trt_cache_dir`` value that turns the engine cache off.
+CACHE_OFF = "off"
+#: Precision of the engines the backend builds when ``fp16`` is not given.
+DEFAULT_FP16 = True
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/meta_ood_perception/engines`` (``~/.cache/meta_ood_perception/engines`` without it)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "meta_ood_perception" / "engines"
+
+
+def engine_cache_dir(setting: str | Path = "") -> Path | None:
+    """The engine cache folder of a ``cache_dir`` setting: ``""`` → :func:`default_cache_dir`, ``"off"`` → None
+    (no cache), anything else → that folder (``~`` expanded)."""
+    text = str(setting).strip()
+    if text == CACHE_OFF:
+        return None
+    return Path(text).expanduser() if text else default_cache_dir()
+
+
+def engine_cache_path(onnx: str | Path, folder: Path | None = None, *, fp16: bool = DEFAULT_FP16) -> Path:
+    """Where an engine built from ``onnx`` at that precision is cached in ``folder`` (default
+    :func:`default_cache_dir`), named by the graph's SHA-256."""
+    name = f"{sha256_file(Path(onnx))[:20]}-{'fp16' if fp16 else 'fp32'}.engine"
+    return (folder if folder is not None else default_cache_dir()) / name
+
+
+def _checked(engine: Path, system: dict[str, Any]) -> EngineInfo:
+    """``engine``'s build record after :func:`check_engine` against ``system`` (its keyword arguments)."""
+    if not engine.is_file():
+        raise EngineMismatchError(f"engine file not found: {engine}")
+    info = EngineInfo.read(engine)
+    check_engine(engine, info, **system)
+    return info
+
+
+def _reuse_or_build(target: Path, system: dict[str, Any], reason: str, build: Callable[[], EngineInfo]) -> EngineInfo:
+    """The engine at ``target`` if an earlier start built it and it fits ``system``, else ``build()`` it there."""
+    try:
+        info = _checked(target, system)
+    except EngineMismatchError:
+        LOG.warning("%s; building the engine into %s", reason, target)
+        return build()
+    LOG.info("%s; using %s, built by an earlier start", reason, target)
+    return info
 
 
 def engine_info_path(engine: str | Path) -> Path:
@@ -157,9 +211,12 @@ def build_engine(
     input_shape: tuple[int, int, int, int],
     fp16: bool = False,
     workspace_mb: int = 4096,
+    device_id: int = 0,
 ) -> EngineInfo:
-    """Build a serialized TensorRT engine for a static ``input_shape`` (N, 3, h, w) and write it and its record."""
+    """Build a serialized TensorRT engine for a static ``input_shape`` (N, 3, h, w) on CUDA device ``device_id`` and
+    write it and its record."""
     trt = _tensorrt()
+    gpu = _gpu(device_id)
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise ConfigError(f"build-engine: ONNX file not found: {onnx_path}")
@@ -198,7 +255,7 @@ def build_engine(
         if engine.get_tensor_mode(tensor) == trt.TensorIOMode.OUTPUT:
             outputs[tensor] = tuple(int(v) for v in context.get_tensor_shape(tensor))
     info = EngineInfo(
-        trt.__version__, **_gpu(), fp16=fp16, input_shape=tuple(input_shape), output_shapes=outputs,
+        trt.__version__, **gpu, fp16=fp16, input_shape=tuple(input_shape), output_shapes=outputs,
         engine_sha256=sha256_file(out), onnx_sha256=sha256_file(onnx_path),
         built_utc=datetime.now(UTC).isoformat(timespec="seconds"),
     )  # fmt: skip
@@ -221,27 +278,28 @@ class TensorRTBackend:
         num_classes: int | None = None,
         rebuild: bool = False,
         rebuild_to: str | Path | None = None,
-        fp16: bool = True,
+        fp16: bool = DEFAULT_FP16,
         workspace_mb: int = 4096,
+        device_id: int = 0,
     ) -> None:
         trt = _tensorrt()
         import torch
 
-        gpu = _gpu()
+        gpu = _gpu(device_id)
+        self._device = torch.device("cuda", device_id)
         engine = Path(engine)
         onnx_sha = sha256_file(Path(onnx)) if onnx is not None and Path(onnx).is_file() else None
+        system = {"tensorrt_version": trt.__version__, "input_shape": input_shape, "num_classes": num_classes,
+                  "onnx_sha256": onnx_sha, **gpu}  # fmt: skip
         try:
-            info = EngineInfo.read(engine) if engine.is_file() else None
-            if info is None:
-                raise EngineMismatchError(f"engine file not found: {engine}")
-            check_engine(engine, info, tensorrt_version=trt.__version__, input_shape=input_shape,
-                         num_classes=num_classes, onnx_sha256=onnx_sha, **gpu)  # fmt: skip
+            info = _checked(engine, system)
         except EngineMismatchError as err:
             if not (rebuild and onnx is not None and input_shape is not None):
                 raise
             engine = Path(rebuild_to) if rebuild_to is not None else engine
-            LOG.warning("%s; rebuilding the engine from %s into %s", err, onnx, engine)
-            info = build_engine(onnx, engine, input_shape=input_shape, fp16=fp16, workspace_mb=workspace_mb)
+            build = functools.partial(build_engine, onnx, engine, input_shape=input_shape, fp16=fp16,
+                                      workspace_mb=workspace_mb, device_id=device_id)  # fmt: skip
+            info = _reuse_or_build(engine, system, str(err), build)
         self.info = info
         self._torch = torch
         logger = trt.Logger(trt.Logger.WARNING)
@@ -249,7 +307,7 @@ class TensorRTBackend:
         if self._engine is None:
             raise EngineMismatchError(f"{engine}: TensorRT {trt.__version__} cannot deserialize the engine")
         self._context = self._engine.create_execution_context()
-        self._stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+        self._stream = torch.cuda.Stream(device=self._device)  # type: ignore[no-untyped-call]
         self._input = ""
         self._outputs: dict[str, Any] = {}
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
@@ -271,42 +329,46 @@ class TensorRTBackend:
                 dtype = torch.from_numpy(np.empty(0, trt.nptype(self._engine.get_tensor_dtype(tensor)))).dtype
             except (TypeError, KeyError) as err:
                 raise EngineMismatchError(f"{engine}: output {tensor!r} has an unsupported data type ({err})") from None
-            self._outputs[tensor] = torch.empty(shape, dtype=dtype, device="cuda")
+            self._outputs[tensor] = torch.empty(shape, dtype=dtype, device=self._device)
             self._context.set_tensor_address(tensor, self._outputs[tensor].data_ptr())
         self.description = f"TensorRT {trt.__version__} on {info.gpu} ({'fp16' if info.fp16 else 'fp32'})"
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, **options: Any) -> TensorRTBackend:
-        """Options: ``engine`` (default: the bundle's ``tensorrt`` file), ``rebuild``, ``fp16``, ``workspace_mb``.
+        """Options: ``engine`` (default: the bundle's ``tensorrt`` file, else the cached one), ``rebuild``, ``fp16``
+        (of engines built here), ``cache_dir`` (see the module docstring), ``device_id``, ``workspace_mb``.
 
-        With ``rebuild=True`` a missing or mismatched engine is built from the bundle's ONNX graph into the user
-        cache (``$XDG_CACHE_HOME/meta_ood_perception/engines/``), never into the bundle (whose files are checksummed).
+        With ``rebuild=True`` a missing or mismatched engine is built from the bundle's ONNX graph into the engine
+        cache (with the cache ``"off"``: into a temporary folder), never into the bundle (its files are checksummed).
         """
-        check_options("tensorrt", options, ("engine", "rebuild", "fp16", "workspace_mb"))
+        check_options("tensorrt", options, ("engine", "rebuild", "fp16", "cache_dir", "device_id", "workspace_mb"))
         files = bundle.manifest["model"]["files"]
         onnx = bundle.file("onnx") if "onnx" in files else None
-        cache = engine_cache_path(onnx) if onnx is not None else None
-        engine = options.pop("engine", None)
-        if engine is None:
-            if "tensorrt" in files:
-                engine = bundle.file("tensorrt")
-            elif options.get("rebuild") and cache is not None:
-                engine = cache
-            else:
-                raise ConfigError("tensorrt backend: the bundle has no TensorRT engine; pass engine=... or "
-                                  "rebuild=True to build one from its ONNX graph into the cache")  # fmt: skip
+        folder = engine_cache_dir(options.pop("cache_dir", ""))
+        fp16 = bool(options.setdefault("fp16", DEFAULT_FP16))
+        engine = options.pop("engine", None) or (bundle.file("tensorrt") if "tensorrt" in files else None)
         height, width = bundle.input_size
-        return cls(engine, onnx=onnx, input_shape=(1, 3, height, width), num_classes=bundle.num_classes,
-                   rebuild_to=cache, **options)  # fmt: skip
+        options.update(onnx=onnx, input_shape=(1, 3, height, width), num_classes=bundle.num_classes)
+        if onnx is not None and folder is None and options.get("rebuild"):
+            with tempfile.TemporaryDirectory(prefix="meta_ood_engine_") as tmp:  # no cache: build, load, forget
+                target = Path(tmp) / "model.engine"
+                return cls(engine or target, rebuild_to=target, **options)
+        cache = engine_cache_path(onnx, folder, fp16=fp16) if onnx is not None and folder is not None else None
+        if engine is None and cache is not None and (cache.is_file() or options.get("rebuild")):
+            engine = cache
+        if engine is None:
+            raise ConfigError("tensorrt backend: the bundle has no TensorRT engine; pass engine=... or "
+                              "rebuild=True to build one from its ONNX graph into the cache")  # fmt: skip
+        return cls(engine, rebuild_to=cache, **options)
 
     def run(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[Any]]:
         """(N, 3, h, w) float32 of the engine's input shape → every engine output by name."""
         torch = self._torch
         if tuple(batch.shape) != self._input_shape:
             raise BackendError(f"tensorrt backend: input shape {batch.shape}, the engine takes {self._input_shape}")
-        x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to("cuda", non_blocking=False)
+        x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self._device, non_blocking=False)
         self._context.set_tensor_address(self._input, x.data_ptr())
-        with torch.cuda.stream(self._stream):
+        with torch.cuda.device(self._device), torch.cuda.stream(self._stream):  # the worker thread's device too
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise BackendError("tensorrt backend: engine execution failed")
         self._stream.synchronize()
