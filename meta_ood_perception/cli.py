@@ -390,12 +390,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     options = ReplayOptions(
         image_topics=tuple(args.image_topic or ()), label_topic=args.label_topic, summary=args.summary,
         video=args.video, overwrite=args.overwrite, per_frame=args.per_frame, salvage=args.salvage,
+        realtime=args.realtime,
     )  # fmt: skip
     summary = replay(args.in_bag, args.out, config, options)
-    total = summary["latency_ms"].get("total", {})
-    LOG.info("replay: %d frames in, %d processed, %d rejected; latency p50 %.1f / p99 %.1f ms; %d brake event(s)"
-             " -> %s%s", summary["frames_in"], summary["frames_processed"], summary["frames_rejected"],
-             total.get("p50", float("nan")), total.get("p99", float("nan")), len(summary["brake_events"]), args.out,
+    total, receipt = summary["latency_ms"].get("total", {}), summary["receipt_latency_ms"]
+    realtime = (f", {summary['frames_dropped']} dropped; receipt-to-output p50 {receipt['p50']:.1f} / p99 "
+                f"{receipt['p99']:.1f} ms" if receipt else f", {summary['frames_dropped']} dropped")  # fmt: skip
+    LOG.info("replay (%s): %d frames in, %d processed, %d rejected%s; latency p50 %.1f / p99 %.1f ms; %d brake "
+             "event(s) -> %s%s", summary["mode"], summary["frames_in"], summary["frames_processed"],
+             summary["frames_rejected"], realtime if options.realtime else "", total.get("p50", float("nan")),
+             total.get("p99", float("nan")), len(summary["brake_events"]), args.out,
              f" (summary {args.summary})" if args.summary else "")  # fmt: skip
     for r in summary["rejections"][:20]:
         LOG.warning("replay: rejected %s stamp %s: %s", r["topic"], r["stamp_ns"], r["reason"])
@@ -612,6 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--per-frame", action="store_true", help="add one record per frame to the summary")
     rep.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     rep.add_argument("--salvage", action="store_true", help="read an MCAP recording cut short up to its damage")
+    rep.add_argument("--realtime", action="store_true",
+                     help="play at the recorded rate through the node's newest-frame scheduler (frames it cannot "
+                          "keep up with are dropped, as live); default: every frame, as fast as it goes")  # fmt: skip
     rep.set_defaults(func=cmd_replay)
     demo = sub.add_parser("demo", help=cmd_demo.__doc__)
     demo.add_argument("--out", type=Path, default=Path("meta_ood_demo"), help="output folder (default meta_ood_demo)")

@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +155,7 @@ def test_mixed_encodings_padding_and_bad_frames_are_counted(tmp_path):
             image_msg(frames[0], "rgb8", t0),
             image_msg(np.ascontiguousarray(frames[1][..., ::-1]), "bgr8", t0 + 1, step=192 * 3 + 7),  # row padding
             image_msg(np.dstack([frames[2], np.full((96, 192), 255, np.uint8)]), "rgba8", t0 + 2),
-            image_msg(frames[3], "yuv422", t0 + 3),  # unsupported encoding
+            image_msg(frames[3], "nv21", t0 + 3),  # unsupported encoding
             image_msg(frames[4], "rgb8", t0 + 4, data=np.zeros(96 * 192 * 3 - 100, np.uint8)),  # truncated frame
             image_msg(frames[5][..., 0].copy(), "mono8", t0 + 6),
         ]
@@ -168,7 +169,7 @@ def test_mixed_encodings_padding_and_bad_frames_are_counted(tmp_path):
     assert summary["frames_in"] == 7
     assert summary["frames_processed"] == 4 and summary["frames_rejected"] == 3
     reasons = {r["stamp_ns"]: r["reason"] for r in summary["rejections"]}
-    assert "yuv422" in reasons[t0 + 3]
+    assert "nv21" in reasons[t0 + 3]
     assert "bytes" in reasons[t0 + 4]
     assert any("corrupt message" in r for r in reasons.values())
     messages = read_mcap(tmp_path / "out")
@@ -181,7 +182,7 @@ def test_mixed_encodings_padding_and_bad_frames_are_counted(tmp_path):
     # rejected frames with a readable header still get a brake message saying perception was unavailable
     brakes = {m.ros_msg.header.stamp.nanosec: m.ros_msg for m in messages["/camera/front/emergency_brake"]}
     down = cv.msg_to_brake(brakes[t0 % 10**9 + 3])
-    assert down["level"] == cv.STALE and not down["available"] and "yuv422" in down["reason"]
+    assert down["level"] == cv.STALE and not down["available"] and "nv21" in down["reason"]
     assert len(brakes) == 7  # 4 processed + 2 rejected + the corrupt message, whose stamp is still readable
     corrupt = cv.msg_to_brake(brakes[t0 % 10**9 + 5])
     assert not corrupt["available"] and "corrupt message" in corrupt["reason"]
@@ -230,21 +231,27 @@ def test_bad_settings_and_empty_bag(drive_bag, tmp_path):
         replay(drive_bag.path, tmp_path / "o", NodeConfig.from_params({"bundle": str(tmp_path / "no_bundle")}))
 
 
-@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_leaves_a_readable_bag_with_every_processed_frame(tmp_path, sig, status):
-    bag = write_drive_bag(tmp_path / "in", seed=3, frames=400, height=64, width=128, label_topic=None)
+def interrupted_replay(bag: Path, tmp_path: Path, marker: str, sig: signal.Signals, *options: str) -> int:
+    """Run ``meta-ood -v replay BAG --out tmp/out --summary tmp/s.json OPTIONS``, send ``sig`` once its log shows
+    ``marker``; returns the exit status."""
     code = "import sys; from meta_ood_perception.cli import main; sys.exit(main(sys.argv[1:]))"
-    args = [sys.executable, "-c", code, "-v", "replay", str(bag.path), "--out", str(tmp_path / "out"),
-            "--summary", str(tmp_path / "s.json")]  # fmt: skip
+    args = [sys.executable, "-c", code, "-v", "replay", str(bag), "--out", str(tmp_path / "out"),
+            "--summary", str(tmp_path / "s.json"), *options]  # fmt: skip
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     deadline = time.monotonic() + 120
     for line in proc.stderr:
-        if "frame 20 of" in line or time.monotonic() > deadline:
+        if marker in line or time.monotonic() > deadline:
             break
     proc.send_signal(sig)
     proc.stderr.read()
-    assert proc.wait(timeout=60) == status
+    return proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_leaves_a_readable_bag_with_every_processed_frame(tmp_path, sig, status):
+    bag = write_drive_bag(tmp_path / "in", seed=3, frames=400, height=64, width=128, label_topic=None)
+    assert interrupted_replay(bag.path, tmp_path, "frame 20 of", sig) == status
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["interrupted"] == sig.name and 20 <= summary["frames_processed"] < 400
     messages = read_mcap(tmp_path / "out")
@@ -334,3 +341,112 @@ def test_cameras_in_one_namespace_get_outputs_under_their_own_topics(tmp_path):
         "/cam/bgr/anomaly_mask",
         "/other/front/anomaly_mask",
     ]
+
+
+class Gated:
+    """A backend that holds its first frame until ``gate`` opens: the pipeline falls behind a camera by as many
+    frames as arrive meanwhile, whatever the machine's speed."""
+
+    name, description = "gated", "waits for the gate, then runs the default backend"
+
+    def __init__(self, inner: Any, gate: threading.Event) -> None:
+        self.inner, self.gate = inner, gate
+
+    def run(self, batch: Any) -> Any:
+        assert self.gate.wait(timeout=120), "the gate never opened"
+        return self.inner.run(batch)
+
+
+@pytest.fixture(scope="module")
+def fast_bag(tmp_path_factory):
+    """30 frames recorded at 200 Hz (5 ms apart), with labels."""
+    return write_drive_bag(tmp_path_factory.mktemp("fast") / "drive", seed=7, frames=30, height=64, width=128,
+                           fps=200.0)  # fmt: skip
+
+
+def gated_factory(gate: threading.Event):
+    from meta_ood_perception.bundle import load_bundle
+
+    bundle = load_bundle("default")
+    base = AnomalyPipeline.from_bundle(bundle)
+    return lambda cfg: AnomalyPipeline(bundle, Gated(base.backend, gate), cfg.pipeline)
+
+
+def test_realtime_replay_drops_the_frames_the_pipeline_cannot_keep_up_with(fast_bag, tmp_path):
+    """The first frame is held until every frame has reached the scheduler (``on_frame`` after the last one opens
+    the gate): as in the live node, each newer frame replaces the waiting one, and the newest is processed."""
+    gate = threading.Event()
+
+    def fed(done: int, total: int) -> None:
+        if done == total:
+            gate.set()
+
+    options = ReplayOptions(label_topic=LABELS, per_frame=True, realtime=True, video=tmp_path / "v.mp4",
+                            summary=tmp_path / "s.json")  # fmt: skip
+    start = time.monotonic()
+    live = replay(fast_bag.path, tmp_path / "live", options=options, pipeline_factory=gated_factory(gate),
+                  on_frame=fed)  # fmt: skip
+    wall = time.monotonic() - start
+    span = 29 * 0.005
+    assert live["mode"] == "realtime" and live["recorded_span_s"] == pytest.approx(span)
+    assert wall >= span - 0.005 and live["wall_s"] >= span - 0.005  # paced at the recorded rate: a lower bound
+    assert live["frames_in"] == 30 and live["frames_rejected"] == 0
+    # one frame was in the (held) worker, every later one replaced the waiting one but the last
+    assert 1 <= live["frames_processed"] <= 2 and live["frames_dropped"] == 30 - live["frames_processed"]
+    assert live["cameras"][TOPIC]["frames_dropped"] == live["frames_dropped"]
+    stamps = [f["stamp_ns"] for f in live["frames"]]
+    input_stamps = [1_700_000_000_000_000_000 + i * 5_000_000 for i in range(30)]
+    assert stamps == sorted(set(stamps)) and set(stamps) <= set(input_stamps)
+    assert stamps[-1] == input_stamps[-1]  # the newest frame is never dropped
+    receipt, total = live["receipt_latency_ms"], live["latency_ms"]["total"]
+    assert receipt["p50"] <= receipt["p95"] <= receipt["p99"]
+    assert receipt["p99"] >= total["p99"] and receipt["mean"] >= total["mean"]  # receipt → output ⊇ processing
+    assert "receipt" not in live["latency_ms"]
+    # labels: every processed frame scored, the labels of the dropped frames left over
+    assert live["labels"]["frames"] == live["frames_processed"] and live["labels"]["frames_without_label"] == 0
+    assert live["labels"]["labels_without_frame"] == live["frames_dropped"]
+    assert live["video"]["frames"] == live["frames_processed"]
+    assert json.loads((tmp_path / "s.json").read_text())["frames_dropped"] == live["frames_dropped"]
+    # only processed frames reach the output bag, with their input headers and log times
+    messages = read_mcap(tmp_path / "live")
+    assert set(messages) == OUT_TOPICS
+    for topic, items in messages.items():
+        got = [m.ros_msg.header.stamp.sec * 10**9 + m.ros_msg.header.stamp.nanosec for m in items]
+        assert got == stamps, topic
+        assert [m.log_time_ns for m in items] == [s + 2_000_000 for s in stamps]
+        assert all(m.ros_msg.header.frame_id == "camera_front" for m in items)
+
+    # the gate is open now: every frame, none waiting
+    every = replay(
+        fast_bag.path, tmp_path / "every", options=ReplayOptions(per_frame=True), pipeline_factory=gated_factory(gate)
+    )
+    assert every["mode"] == "every_frame" and every["frames_dropped"] == 0 and every["receipt_latency_ms"] is None
+    assert every["frames_processed"] == 30 and [f["stamp_ns"] for f in every["frames"]] == input_stamps
+    # a processed frame's outputs do not depend on the mode
+    mask = {m.ros_msg.header.stamp.nanosec: bytes(m.ros_msg.data) for m in read_mcap(tmp_path / "every")[
+        "/camera/front/anomaly_mask"]}  # fmt: skip
+    last = messages["/camera/front/anomaly_mask"][-1].ros_msg
+    assert bytes(last.data) == mask[last.header.stamp.nanosec]
+
+
+def test_cli_realtime_says_which_mode_ran(drive_bag, tmp_path):
+    res = cli("replay", str(drive_bag.path), "--out", str(tmp_path / "o"), "--realtime", "--summary",
+              str(tmp_path / "s.json"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["mode"] == "realtime" and summary["recorded_span_s"] == pytest.approx(1.1)
+    assert summary["wall_s"] >= 1.1 - 0.005
+    assert summary["frames_processed"] + summary["frames_dropped"] == 12
+    assert "replay (realtime)" in res.stderr and "dropped; receipt-to-output p50" in res.stderr
+    assert len(read_mcap(tmp_path / "o")["/camera/front/anomaly_mask"]) == summary["frames_processed"]
+
+
+def test_a_signal_stops_a_realtime_replay_with_a_readable_bag(tmp_path):
+    bag = write_drive_bag(tmp_path / "in", seed=3, frames=300, height=64, width=128, label_topic=None)  # 30 s
+    assert interrupted_replay(bag.path, tmp_path, "frame 5 of", signal.SIGINT, "--realtime") == 130
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["interrupted"] == "SIGINT" and summary["mode"] == "realtime"
+    assert 5 <= summary["frames_in"] < 300 and 1 <= summary["frames_processed"] <= summary["frames_in"]
+    messages = read_mcap(tmp_path / "out")
+    assert len(messages["/camera/front/anomaly_mask"]) == summary["frames_processed"]
+    assert len(messages["/camera/front/emergency_brake"]) == summary["frames_processed"]

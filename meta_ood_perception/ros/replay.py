@@ -1,69 +1,72 @@
 """Rosbag replay: run the node's per-camera processing over a bag and write the node's outputs to an MCAP bag.
 
 ``meta-ood replay IN_BAG --out OUT_BAG`` reads rosbag2 (MCAP or sqlite3, a bag directory or a single ``.mcap`` /
-``.db3`` file) and rosbag1 bags through ``rosbags``; it processes the image topics (``sensor_msgs/msg/Image`` or
-``CompressedImage``) in header-stamp order (a reorder window of ``reorder_window`` messages absorbs recording
-jitter) with :class:`~meta_ood_perception.ros.processor.CameraProcessor`, exactly as the node does, and writes a
-rosbag2 MCAP bag (metadata version 8, readable by ROS 2 Humble and newer) holding per camera ``<ns>/anomaly_mask``,
-``<ns>/anomaly_score``, ``<ns>/detections`` and ``<ns>/emergency_brake``, each stamped with the input header and
-logged at the input message's log time.
+``.db3`` file) and rosbag1 bags (:mod:`~meta_ood_perception.ros.bag_reader`), processes the image topics
+(``sensor_msgs/msg/Image`` or ``CompressedImage``) with :class:`~meta_ood_perception.ros.processor.CameraProcessor`,
+exactly as the node does, and writes a rosbag2 MCAP bag (metadata version 8, readable by ROS 2 Humble and newer;
+:mod:`~meta_ood_perception.ros.replay_output`) holding per camera ``<ns>/anomaly_mask``, ``<ns>/anomaly_score``,
+``<ns>/detections`` and ``<ns>/emergency_brake``, each stamped with the input header and logged at the input
+message's log time. Two modes (summary ``mode``):
+
+- ``every_frame`` (default): every frame is processed, in header-stamp order (a reorder window of
+  ``reorder_window`` messages absorbs recording jitter), as fast as the pipeline goes. Latencies are best case.
+- ``realtime`` (``--realtime``): the bag plays at its recorded rate (message log times, wall-clock paced) through
+  the node's :class:`~meta_ood_perception.ros.scheduler.LatestFrameScheduler`: a frame still waiting when a newer
+  one of its camera arrives is dropped, as in the live node, and the summary gives the frames dropped and the
+  receipt-to-output latency (submitted → outputs written) the live node would see. Only processed frames reach
+  the output bag and the video.
 
 A message that does not deserialize, an unsupported encoding or a truncated frame is skipped and counted (with its
 stamp and reason in the summary); when its stamp is readable, the frame's brake output says perception was
-unavailable. SIGINT / SIGTERM stop
-the replay after the current frame and close the output bag properly, so it holds every frame processed so far.
-With a label topic (mono8 0 in-distribution / 1 anomaly / 255 void, matched to frames by header stamp) the
-summary adds pixel metrics (AUROC, FPR95, AUPRC) and component metrics (SMIYC sIoU / PPV / F1) of the camera in the
-label topic's namespace (or of the only camera). The summary counts the frames the domain monitor put outside the
-bundle's domain (``frames_out_of_domain``; the brake hint is unavailable after ``domain_patience`` of them in a row).
+unavailable. SIGINT / SIGTERM stop the replay after the current frame and close the output bag properly, so it
+holds every frame processed so far. With a label topic (mono8 0 in-distribution / 1 anomaly / 255 void, matched to
+frames by header stamp) the summary adds pixel and component metrics
+(:mod:`~meta_ood_perception.ros.label_metrics`) of the camera in the label topic's namespace (or of the only
+camera). The summary counts the frames the domain monitor put outside the bundle's domain
+(``frames_out_of_domain``; the brake hint is unavailable after ``domain_patience`` of them in a row).
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
-import shutil
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
-
-import numpy as np
-import numpy.typing as npt
+from typing import Any
 
 from ..bundle import DEFAULT_BUNDLE, DEFAULT_BUNDLE_WARNING, load_bundle
-from ..evaluation import PixelMetricsAccumulator
-from ..pipeline import AnomalyPipeline, ComponentInfo
-from ..reports import first_line, write_json
-from ..smiyc import SegmentMetricsAccumulator, frame_segments
+from ..pipeline import AnomalyPipeline
+from ..reports import write_json
 from . import conversions as cv
-from .params import NodeConfig, all_camera_topics
-from .processor import CameraProcessor, ProcessedFrame, ProcessingStats, Rejection
+from .bag_reader import NS_PER_S, BagMessage, ReplayError, guarded, image_topics, open_reader, ordered, select_topics
+from .label_metrics import LabelMetrics
+from .params import CameraTopics, NodeConfig, all_camera_topics
+from .processor import CameraProcessor, ProcessedFrame, ProcessingStats
+from .replay_output import BagWriter, ReplayVideo, check_outputs, prepare_outputs, refuse_input_overlap
+from .replay_session import RECEIPT_STAGE, Arrival, ReplaySession
 from .salvage import SalvageReader
+from .scheduler import LatestFrameScheduler
+
+__all__ = ["BagWriter", "ReplayError", "ReplayOptions", "image_topics", "open_reader", "replay"]
 
 LOG = logging.getLogger(__name__)
 
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-OUTPUT_TYPES = {
-    "anomaly_mask": "sensor_msgs/msg/Image",
-    "anomaly_score": "sensor_msgs/msg/Image",
-    "detections": "vision_msgs/msg/Detection2DArray",
-    "emergency_brake": "diagnostic_msgs/msg/DiagnosticArray",
-}
-
-
-class ReplayError(ValueError):
-    """The replay cannot start (not a bag, missing topic, existing output, ...); one line for the user."""
+EVERY_FRAME, REALTIME = "every_frame", "realtime"
+PROGRESS_LOG_S = 5.0  # without a progress callback, progress is logged this often
+PACE_POLL_S = 0.05  # while pacing, a stop signal is noticed within this time
+DRAIN_POLL_S = 0.005  # how often the end of a realtime replay checks whether the worker is done
+WORKER_JOIN_S = 600.0  # how long the end of a realtime replay waits for the frame in processing
 
 
 @dataclass(frozen=True)
 class ReplayOptions:
-    """What to replay and what to write besides the output bag.
+    """What to replay, how, and what to write besides the output bag.
 
     Attributes:
         image_topics: topics to process; empty = every Image / CompressedImage topic of the bag except label
@@ -72,11 +75,12 @@ class ReplayOptions:
         summary: JSON summary path (None = not written; :func:`replay` returns it either way).
         video: annotated MP4 of the first camera (None = none).
         overwrite: replace an existing output bag / summary / video.
-        reorder_window: messages held back to process frames in stamp order.
+        reorder_window: messages held back to process frames in stamp order (every-frame mode).
         min_pred_size, min_gt_size: SMIYC component size limits, pixels.
-        per_frame: add a ``frames`` list to the summary (one record per frame: stamp, brake state and risk,
-            components found and kept, total latency).
+        per_frame: add a ``frames`` list to the summary (one record per processed frame: stamp, brake state and
+            risk, components found and kept, total latency).
         salvage: read an MCAP recording that was cut short up to its damage (summary ``salvaged``).
+        realtime: play at the recorded rate through the node's newest-frame scheduler (see the module docstring).
     """
 
     image_topics: tuple[str, ...] = ()
@@ -89,6 +93,12 @@ class ReplayOptions:
     min_gt_size: int = 10
     per_frame: bool = False
     salvage: bool = False
+    realtime: bool = False
+
+    @property
+    def mode(self) -> str:
+        """``"every_frame"`` or ``"realtime"``."""
+        return REALTIME if self.realtime else EVERY_FRAME
 
 
 class _Stop:
@@ -115,354 +125,6 @@ class _Stop:
             signal.signal(sig, handler)
 
 
-def open_reader(path: str | Path, salvage: bool = False) -> Any:
-    """An opened ``rosbags.highlevel.AnyReader`` over ``path``; anything that is not a readable bag → ReplayError.
-
-    With ``salvage``, an MCAP file that ``rosbags`` cannot open (a recording cut short) is read up to its damage by
-    :class:`~meta_ood_perception.ros.salvage.SalvageReader` instead.
-    """
-    from rosbags.highlevel import AnyReader
-
-    from .salvage import mcap_file
-
-    bag = Path(path)
-    if not bag.exists():
-        raise ReplayError(f"{bag}: no such file or directory")
-    types = cv.RosbagsTypes()
-    try:
-        reader = AnyReader([bag], default_typestore=types.typestore)
-        reader.open()
-    except Exception as err:  # rosbags raises several reader error types, and OSError / sqlite3 errors
-        detail = first_line(err)
-        if salvage and mcap_file(bag) is not None:
-            try:
-                return SalvageReader(bag)
-            except ValueError as salvage_err:
-                raise ReplayError(f"{bag}: cannot salvage: {salvage_err}") from None
-        hint = " (a recording cut short? --salvage reads what it still holds)" if mcap_file(bag) else ""
-        raise ReplayError(f"{bag} is not a readable rosbag2 (MCAP / sqlite3) or rosbag1 bag: {detail}{hint}") from None
-    return reader
-
-
-def image_topics(reader: Any) -> dict[str, str]:
-    """``{topic: message type}`` of the bag's Image / CompressedImage topics."""
-    return {c.topic: c.msgtype for c in reader.connections if c.msgtype in IMAGE_TYPES}
-
-
-def _describe(topics: dict[str, str]) -> str:
-    return ", ".join(f"{t} ({m.rsplit('/', 1)[-1]})" for t, m in sorted(topics.items())) or "none"
-
-
-def _derived(topic: str) -> bool:
-    """A label topic (a name segment containing "label") or one of the node's outputs: not a camera."""
-    segments = topic.strip("/").split("/")
-    return segments[-1] in OUTPUT_TYPES or any("label" in seg for seg in segments)
-
-
-def _select(reader: Any, options: ReplayOptions, bag: Path) -> tuple[list[Any], list[Any]]:
-    images = image_topics(reader)
-    all_topics = {c.topic: c.msgtype for c in reader.connections}
-    # default: every image topic but label topics and the node's own outputs (anomaly_mask, anomaly_score)
-    derived = {options.label_topic} | {t for t in images if _derived(t)}
-    wanted = list(options.image_topics) or sorted(set(images) - derived)
-    if not wanted:
-        raise ReplayError(f"{bag} has no image topics (sensor_msgs/msg/Image or CompressedImage); its topics: "
-                          f"{', '.join(sorted(all_topics)) or 'none'}")  # fmt: skip
-    for topic in wanted:
-        if topic not in all_topics:
-            raise ReplayError(f"topic {topic} is not in {bag}; its image topics: {_describe(images)}")
-        if topic not in images:
-            raise ReplayError(f"topic {topic} in {bag} is {all_topics[topic]}, not an image; "
-                              f"its image topics: {_describe(images)}")  # fmt: skip
-    labels = []
-    if options.label_topic is not None:
-        if options.label_topic not in all_topics:
-            raise ReplayError(f"label topic {options.label_topic} is not in {bag}; its topics: {_describe(all_topics)}")
-        if all_topics[options.label_topic] != "sensor_msgs/msg/Image":
-            raise ReplayError(f"label topic {options.label_topic} is {all_topics[options.label_topic]}, not an Image")
-        labels = [c for c in reader.connections if c.topic == options.label_topic]
-    connections = [c for c in reader.connections if c.topic in wanted]
-    if sum(c.msgcount for c in connections) == 0:
-        raise ReplayError(f"{bag} holds no messages on {', '.join(wanted)}")
-    return connections, labels
-
-
-def _check_output(path: Path, overwrite: bool, what: str, bag_dir: bool) -> None:
-    """Refuse to replace anything but what replay itself writes: a bag folder (for the output bag) or a file."""
-    if not path.exists() and not path.is_symlink():
-        return
-    if not overwrite:
-        raise ReplayError(f"{what} {path} exists (use --overwrite to replace it)")
-    if path.is_dir() and not path.is_symlink():
-        looks_like_bag = (path / "metadata.yaml").is_file() or any(path.glob("*.mcap")) or any(path.glob("*.db3"))
-        if not (bag_dir and looks_like_bag):
-            raise ReplayError(f"{what} {path} is a folder that is not a bag; --overwrite replaces only bags and files")
-
-
-def _prepare_output(path: Path) -> None:
-    """Remove the (checked) old output and create the parent folder."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-
-class BagWriter:
-    """A rosbag2 bag written through ``rosbags`` (metadata version 8): connections are added on first use and
-    messages serialized as CDR with the typestore of ``types``.
-
-    Args:
-        path: bag directory to create (must not exist).
-        types: message classes (default: ROS 2 Jazzy + vision_msgs).
-        storage: ``"mcap"`` (default) or ``"sqlite3"``.
-    """
-
-    def __init__(self, path: str | Path, types: cv.RosbagsTypes | None = None, storage: str = "mcap") -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
-
-        plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-        if storage not in plugins:
-            raise ValueError(f"bag storage must be mcap or sqlite3, got {storage!r}")
-        self.types = types or cv.RosbagsTypes()
-        self.writer = Writer(Path(path), version=8, storage_plugin=plugins[storage])
-        self.writer.open()
-        self.connections: dict[str, Any] = {}
-        self.messages = 0
-
-    def write(self, topic: str, msgtype: str, msg: Any, log_time: int) -> None:
-        """Serialize ``msg`` (a class of ``types``) and write it on ``topic`` at ``log_time`` (ns)."""
-        self.write_raw(topic, msgtype, self.types.typestore.serialize_cdr(msg, msgtype), log_time)
-
-    def write_raw(self, topic: str, msgtype: str, data: bytes | memoryview, log_time: int) -> None:
-        """Write already serialized CDR bytes (tests use it for corrupt messages)."""
-        if topic not in self.connections:
-            self.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.types.typestore)
-        self.writer.write(self.connections[topic], log_time, data)
-        self.messages += 1
-
-    def close(self) -> None:
-        """Finish the bag (MCAP summary and metadata.yaml); it is readable only after this."""
-        self.writer.close()
-
-    def __enter__(self) -> BagWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class _Video:
-    """Annotated frames of one camera into an MP4 (mp4v), at the frame rate of the first stamps."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.writer: Any = None
-        self.size: tuple[int, int] | None = None
-        self.pending: list[tuple[int | None, npt.NDArray[np.uint8]]] = []
-        self.frames = 0
-        self.last: npt.NDArray[np.uint8] | None = None
-
-    def last_frame_unavailable(self) -> npt.NDArray[np.uint8]:
-        """The previous video frame dimmed with an "unavailable" banner (for a frame that could not be decoded)."""
-        from ..overlay import unavailable
-
-        previous = self.last if self.last is not None else np.zeros((64, 64, 3), np.uint8)
-        return unavailable(np.ascontiguousarray(previous[..., ::-1] // 2), "frame could not be decoded", "")
-
-    def add(self, stamp: int | None, bgr: npt.NDArray[np.uint8]) -> None:
-        self.last = bgr
-        if self.writer is None:
-            self.pending.append((stamp, bgr))
-            if len(self.pending) >= 8:
-                self._open()
-            return
-        self._write(bgr)
-
-    def _open(self) -> None:
-        import cv2
-
-        stamps = [s for s, _ in self.pending if s is not None]
-        deltas = np.diff(np.array(sorted(stamps), np.float64)) / 1e9
-        deltas = deltas[deltas > 0]
-        fps = float(np.clip(1.0 / np.median(deltas), 1.0, 60.0)) if deltas.size else 10.0
-        height, width = self.pending[0][1].shape[:2]
-        self.size = (width, height)
-        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), fps, self.size)
-        if not self.writer.isOpened():
-            raise ReplayError(f"cannot write video {self.path} (OpenCV has no mp4v encoder here)")
-        for _, frame in self.pending:
-            self._write(frame)
-        self.pending = []
-
-    def _write(self, bgr: npt.NDArray[np.uint8]) -> None:
-        import cv2
-
-        if (bgr.shape[1], bgr.shape[0]) != self.size:
-            bgr = np.asarray(cv2.resize(bgr, self.size, interpolation=cv2.INTER_AREA), np.uint8)
-        self.writer.write(bgr)
-        self.frames += 1
-
-    def close(self) -> None:
-        if self.writer is None and self.pending:
-            self._open()
-        if self.writer is not None:
-            self.writer.release()
-
-
-@dataclass(frozen=True)
-class _Scored:
-    """What label metrics need of one processed frame: (H, W) score and kept mask, component ids, components."""
-
-    score: npt.NDArray[np.float32]
-    mask: npt.NDArray[np.uint8]
-    labels: npt.NDArray[np.integer[Any]]
-    components: tuple[ComponentInfo, ...]
-
-
-class _LabelMetrics:
-    """Pixel and component metrics over frames whose stamp has a label message."""
-
-    def __init__(self, options: ReplayOptions) -> None:
-        self.options = options
-        self.pixel = PixelMetricsAccumulator(quantum=1e-5)  # fixed memory however long the bag
-        self.segments = SegmentMetricsAccumulator()
-        self.labels: dict[int, npt.NDArray[np.uint8]] = {}
-        self.pending: dict[int, _Scored] = {}
-        self.counts = {"components": 0, "true_detections": 0, "true_detections_lost": 0,
-                       "false_positives_before": 0, "false_positives_after": 0}  # fmt: skip
-        self.unmatched = 0
-        self.keep = max(4 * options.reorder_window, 64)  # entries waiting for their partner, bounded
-        self.frames = 0
-        self.bad_labels = 0
-
-    def add_label(self, msg: Any) -> None:
-        try:
-            stamp, labels = cv.stamp_ns(msg.header), cv.image_to_labels(msg)
-        except (ValueError, AttributeError, TypeError) as err:
-            self.bad_labels += 1
-            LOG.warning("replay: skipping a label message: %s", err)
-            return
-        if stamp in self.pending:
-            self._score(self.pending.pop(stamp), labels)
-        else:
-            self.labels[stamp] = labels
-            self._bound(self.labels)
-
-    def add_frame(self, frame: ProcessedFrame) -> None:
-        if frame.result is None or frame.stamp_ns is None:
-            return
-        labels = self.labels.pop(frame.stamp_ns, None)
-        result = frame.result
-        # component ids as uint16 when they fit: a frame waiting for its label costs 5 bytes per pixel, not 9
-        ids = result.labels.astype(np.uint16) if len(result.components) < 2**16 else result.labels
-        scored = _Scored(result.score, result.mask, ids, result.components)
-        if labels is None:
-            self.pending[frame.stamp_ns] = scored
-            self._bound(self.pending)
-        else:
-            self._score(scored, labels)
-
-    def _bound(self, waiting: dict[int, Any]) -> None:
-        """Forget the oldest entries beyond ``keep`` (sparse labels must not hold every frame in memory)."""
-        while len(waiting) > self.keep:
-            del waiting[min(waiting)]
-            self.unmatched += 1
-
-    def _score(self, result: _Scored, labels: npt.NDArray[np.uint8]) -> None:
-        if labels.shape != result.score.shape:
-            self.bad_labels += 1
-            LOG.warning("replay: label image %s does not match the frame %s; skipped", labels.shape,
-                        result.score.shape)  # fmt: skip
-            return
-        self.pixel.update(result.score, labels)
-        self.segments.update(
-            frame_segments(result.mask.astype(bool), labels, min_pred_size=self.options.min_pred_size,
-                           min_gt_size=self.options.min_gt_size)
-        )  # fmt: skip
-        # components as the node published them, inside the labelled region (as evaluate counts them): true when
-        # they touch a labelled hazard pixel
-        hits = set(np.unique(result.labels[labels == 1]).tolist()) - {0}
-        labelled = set(np.unique(result.labels[labels != 255]).tolist()) - {0}
-        c = self.counts
-        for comp in result.components:
-            if comp.id not in labelled:
-                continue
-            c["components"] += 1
-            if comp.id in hits:
-                c["true_detections"] += 1
-                c["true_detections_lost"] += not comp.kept
-            else:
-                c["false_positives_before"] += 1
-                c["false_positives_after"] += comp.kept
-        self.frames += 1
-
-    def report(self) -> dict[str, Any]:
-        try:
-            pixel: dict[str, Any] = self.pixel.compute("exact") if self.frames else {}
-        except ValueError as err:  # e.g. a drive without hazards (counting false alarms): no ROC to speak of
-            pixel = {"auroc": None, "fpr95": None, "auprc": None, "note": str(err)}
-        seg = self.segments.compute() if self.frames else {}
-        return {
-            "topic": self.options.label_topic, "frames": self.frames,
-            "frames_without_label": len(self.pending) + self.unmatched,
-            "bad_labels": self.bad_labels, "pixel": pixel,
-            "components": {k: seg[k] for k in ("sIoU_gt", "PPV", "mean_F1", "F1")} if seg else {},
-            "meta_classifier": dict(self.counts),
-        }  # fmt: skip
-
-
-def _guarded(messages: Iterator[tuple[Any, int, bytes]], errors: list[str]) -> Iterator[tuple[Any, int, bytes]]:
-    """Yield bag messages until the reader fails (a damaged bag); the failure goes to ``errors``."""
-    count = 0
-    iterator = iter(messages)
-    while True:
-        try:
-            item = next(iterator)
-        except StopIteration:
-            return
-        except Exception as err:  # rosbags / mcap / sqlite3 raise their own types on damaged data
-            errors.append(f"the input bag is damaged after {count} messages: {first_line(err)}")
-            return
-        count += 1
-        yield item
-
-
-def _ordered(
-    messages: Iterator[tuple[Any, int, bytes]], window: int, ros1: bool = False
-) -> Iterator[tuple[int, int, Any, int, bytes]]:
-    """Re-emit bag messages sorted by a sort key inside a window: yields (key, seq, connection, log time, raw).
-
-    The key is the header stamp read from the CDR bytes (offset 4: int32 sec, uint32 nanosec, little endian) for
-    messages that start with a header, else the log time. A message too short to hold one sorts by log time.
-    """
-    heap: list[tuple[int, int, Any, int, bytes]] = []
-    for seq, (connection, log_time, raw) in enumerate(messages):
-        key = _stamp_key(raw, log_time, ros1)
-        heapq.heappush(heap, (key, seq, connection, log_time, raw))
-        if len(heap) > window:
-            yield heapq.heappop(heap)
-    while heap:
-        yield heapq.heappop(heap)
-
-
-def _stamp_key(raw: bytes, log_time: int, ros1: bool = False) -> int:
-    if ros1:  # ROS 1 serialization: uint32 seq, then uint32 sec, uint32 nsec, little endian
-        if len(raw) < 12:
-            return log_time
-        sec, nanosec = int.from_bytes(raw[4:8], "little"), int.from_bytes(raw[8:12], "little")
-        return sec * 1_000_000_000 + nanosec if nanosec < 1_000_000_000 else log_time
-    # CDR encapsulation header: 0x00 0x00 = big endian, 0x00 0x01 = little endian
-    if len(raw) < 12 or raw[0] != 0 or raw[1] not in (0, 1):
-        return log_time
-    order: Literal["little", "big"] = "little" if raw[1] == 1 else "big"
-    sec = int.from_bytes(raw[4:8], order, signed=True)
-    nanosec = int.from_bytes(raw[8:12], order)
-    if nanosec >= 1_000_000_000:
-        return log_time
-    return sec * 1_000_000_000 + nanosec
-
-
 def replay(
     in_bag: str | Path,
     out_bag: str | Path,
@@ -475,65 +137,61 @@ def replay(
     """Replay ``in_bag`` into ``out_bag`` (see the module docstring) and return the summary.
 
     Args:
-        config: node settings (bundle, backend, threshold, brake policy, publish_score); its cameras are replaced
-            by the bag's image topics. None = the node's defaults.
-        options: topics, label topic, summary / video paths.
-        pipeline_factory: builds one pipeline per camera from ``config`` (tests inject faulty backends); default:
-            one bundle and one backend shared by all cameras.
-        on_frame: called after each frame with (frames done, frames total), e.g. for a progress bar; without it
-            progress is logged every 5 s.
+        config: node settings (bundle, backend, threshold, brake policy, publish_score, frame limits); its cameras
+            are replaced by the bag's image topics. None = the node's defaults.
+        options: topics, label topic, summary / video paths, mode.
+        pipeline_factory: builds one pipeline per camera from ``config`` (tests inject faulty or slow backends);
+            default: one bundle and one backend shared by all cameras.
+        on_frame: called with (camera messages done, camera messages in the bag) after each camera message (every
+            frame: processed; realtime: handed to the scheduler), e.g. for a progress bar; without it progress is
+            logged every 5 s.
 
     Raises:
         ReplayError: not a bag, a topic that is not in it (the message lists the bag's image topics), an empty
-            bag, an existing output without ``overwrite``; :class:`~meta_ood_perception.bundle.BundleError` /
-            ``BackendError`` (both ``ValueError``) for a bad bundle or backend.
+            bag, an existing output without ``overwrite``, a label topic that belongs to no camera;
+            :class:`~meta_ood_perception.errors.BundleError` / ``BackendError`` for a bad bundle or backend.
     """
     config = config or NodeConfig.from_params({})
     options = options or ReplayOptions()
     bag, out = Path(in_bag), Path(out_bag)
-    if out.resolve() == bag.resolve():
-        raise ReplayError(f"the output bag {out} must differ from the input bag")
-    for path in (out, options.summary, options.video):
-        if path is not None and _overlaps(Path(path), bag):
-            raise ReplayError(f"output {path} would overwrite or sit inside the input bag {bag}")
+    others = {"summary": _path(options.summary), "video": _path(options.video)}
+    refuse_input_overlap(bag, out, list(others.values()))
     reader = open_reader(bag, options.salvage)
     try:
-        connections, label_connections = _select(reader, options, bag)
-        outputs = [(out, "output bag"), (options.summary, "summary"), (options.video, "video")]
-        for path, what in outputs:
-            if path is not None:
-                _check_output(Path(path), options.overwrite, what, bag_dir=path is out)
-                if path is not out and (Path(path).resolve() == out.resolve() or out.resolve() in
-                                        Path(path).resolve().parents):  # fmt: skip
-                    raise ReplayError(f"{what} {path} must not lie inside the output bag {out}")
-        if options.video is not None:
-            _check_video_encoder(Path(options.video))
+        connections, label_connections = select_topics(reader, bag, options.image_topics, options.label_topic)
+        cameras = {c.input: c for c in all_camera_topics(sorted({c.topic for c in connections}))}
+        label_camera = _label_camera(options.label_topic, cameras) if options.label_topic else None
+        paths = check_outputs(out, others, options.overwrite)
         factory = pipeline_factory or _default_factory(config)  # a bad bundle fails before anything is deleted
-        for path, _ in outputs:
-            if path is not None:
-                _prepare_output(Path(path))
-        return _run(reader, bag, out, config, options, connections, label_connections, factory, on_frame)
+        prepare_outputs(paths)
+        session = _open_session(reader, out, config, options, cameras, factory)
+        session.label_camera = label_camera
+        run = _Run(bag, out, config.bundle, options.mode, total=sum(c.msgcount for c in connections))
+        if isinstance(reader, SalvageReader):
+            run.salvaged = reader.error or "no summary section"
+        _play(session, run, options, reader.messages(connections=[*connections, *label_connections]), on_frame)
+        summary = _summary(session, run, options)
+        if options.summary is not None:
+            write_json(summary, Path(options.summary))
+        return summary
     finally:
         reader.close()
 
 
-def _overlaps(path: Path, bag: Path) -> bool:
-    """``path`` is the bag, a folder holding it, or a path inside the bag's folder."""
-    p, b = path.resolve(), bag.resolve()
-    return p == b or p in b.parents or (b.is_dir() and b in p.parents)
+def _path(path: str | Path | None) -> Path | None:
+    return None if path is None else Path(path)
 
 
-def _check_video_encoder(path: Path) -> None:
-    """Fail before any processing when OpenCV cannot write MP4 (mp4v) here."""
-    import cv2
-
-    probe = path.with_name(f".{path.stem}.probe.mp4")
-    writer = cv2.VideoWriter(str(probe), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (64, 64))
-    ok = writer.isOpened()
-    writer.release()
-    probe.unlink(missing_ok=True)
-    if not ok:
-        raise ReplayError(f"cannot write video {path}: OpenCV has no mp4v encoder here (omit --video)")
+def _label_camera(label_topic: str, cameras: dict[str, CameraTopics]) -> str:
+    """The camera a label topic belongs to: the one sharing its namespace, or the only camera."""
+    namespace = label_topic.rsplit("/", 1)[0]
+    same = [t for t, c in cameras.items() if c.outputs["anomaly_mask"].rsplit("/", 1)[0] == namespace]
+    if len(same) == 1:
+        return same[0]
+    if len(cameras) == 1:
+        return next(iter(cameras))
+    raise ReplayError(f"label topic {label_topic} belongs to none (or several) of the cameras "
+                      f"{', '.join(sorted(cameras))}; choose one camera with --image-topic")  # fmt: skip
 
 
 def _default_factory(config: NodeConfig) -> Callable[[NodeConfig], AnomalyPipeline]:
@@ -552,215 +210,232 @@ def _default_factory(config: NodeConfig) -> Callable[[NodeConfig], AnomalyPipeli
     return factory
 
 
-def _run(
+def _open_session(
     reader: Any,
-    bag: Path,
     out: Path,
     config: NodeConfig,
     options: ReplayOptions,
-    connections: list[Any],
-    label_connections: list[Any],
+    cameras: dict[str, CameraTopics],
     factory: Callable[[NodeConfig], AnomalyPipeline],
-    on_frame: Callable[[int, int], None] | None,
-) -> dict[str, Any]:
+) -> ReplaySession:
+    """One processor (and pipeline) per camera, the output bag, and the label metrics and video when asked for."""
     types = cv.RosbagsTypes()
-    processors: dict[str, CameraProcessor] = {}
-    cameras = {c.input: c for c in all_camera_topics(sorted({c.topic for c in connections}))}
-    for c in connections:
-        if c.topic not in processors:
-            pipeline = factory(config)
-            processors[c.topic] = CameraProcessor(cameras[c.topic], pipeline, types,
-                                                  publish_score=config.publish_score)  # fmt: skip
-    stats = {topic: ProcessingStats() for topic in processors}
-    total = sum(c.msgcount for c in connections)
-    labels = _LabelMetrics(options) if options.label_topic else None
-    label_camera = _label_camera(options.label_topic, processors) if options.label_topic else None
-    video = _Video(Path(options.video)) if options.video else None
-    video_topic = min(processors) if options.video else None
-    events: list[dict[str, Any]] = []
-    last_state: dict[str, tuple[bool, bool]] = {}
-    last_stamp: dict[str, int] = {}
-    out_of_order = 0
-    records: list[dict[str, Any]] = []
-    read_errors: list[str] = []
-    output = BagWriter(out, types)
-    t_start = time.perf_counter()
-    done = 0
-    last_log = t_start
+    processors = {
+        topic: CameraProcessor(
+            camera, factory(config), types, publish_score=config.publish_score, limits=config.frame_limits
+        )
+        for topic, camera in sorted(cameras.items())
+    }
+    labels = None
+    if options.label_topic is not None:
+        labels = LabelMetrics(options.label_topic, options.min_pred_size, options.min_gt_size, options.reorder_window)
+    return ReplaySession(
+        reader, processors, BagWriter(out, types), types, ros1=not getattr(reader, "is2", True), labels=labels,
+        video=ReplayVideo(Path(options.video)) if options.video else None,
+        video_topic=min(processors) if options.video else None, per_frame=options.per_frame,
+    )  # fmt: skip
+
+
+@dataclass
+class _Run:
+    """How one replay ran: input and output, bundle, mode, and what the loop measured.
+
+    Attributes:
+        total: camera messages in the bag. wall_s: wall time of the loop. interrupted: the signal that stopped it.
+        recorded_span_s: log time of the last message read − that of the first (realtime pacing follows it).
+        dropped: camera topic → frames the scheduler dropped (realtime; empty in every-frame mode).
+        salvaged: the damage of a salvaged recording (None: not salvaged).
+    """
+
+    bag: Path
+    out: Path
+    bundle: str
+    mode: str
+    total: int
+    wall_s: float = math.nan
+    interrupted: str | None = None
+    recorded_span_s: float = 0.0
+    dropped: dict[str, int] = field(default_factory=dict)
+    salvaged: str | None = None
+
+
+class _Progress:
+    """Counts camera messages done (processed, or fed to the scheduler: ``verb``); calls ``on_frame`` (or logs
+    every :data:`PROGRESS_LOG_S`)."""
+
+    def __init__(self, total: int, on_frame: Callable[[int, int], None] | None, verb: str) -> None:
+        self.total, self.on_frame, self.verb = total, on_frame, verb
+        self.done = 0
+        self.start = self.last_log = time.perf_counter()
+
+    def step(self, topic: str) -> None:
+        self.done += 1
+        LOG.debug("replay: frame %d of %d %s (%s)", self.done, self.total, self.verb, topic)
+        if self.on_frame is not None:
+            self.on_frame(self.done, self.total)
+            return
+        now = time.perf_counter()
+        if now - self.last_log >= PROGRESS_LOG_S:
+            self.last_log = now
+            LOG.info("replay: %d / %d frames (%.1f frames/s)", self.done, self.total, self.done / (now - self.start))
+
+
+def _play(
+    session: ReplaySession,
+    run: _Run,
+    options: ReplayOptions,
+    messages: Iterator[BagMessage],
+    on_frame: Callable[[int, int], None] | None,
+) -> None:
+    """Run the mode's loop over ``messages``; the output bag and video are closed however it ends."""
+    progress = _Progress(run.total, on_frame, "fed" if options.realtime else "done")
+    span = _Span()
+    read = span.track(guarded(messages, session.read_errors))
     with _Stop() as stop:
         try:
-            messages = _guarded(reader.messages(connections=[*connections, *label_connections]), read_errors)
-            ros1 = not getattr(reader, "is2", True)
-            for _, _, connection, log_time, raw in _ordered(messages, options.reorder_window, ros1):
-                if stop.signal:
-                    break
-                if labels is not None and connection.topic == options.label_topic:
-                    label_msg = _deserialize(reader, raw, connection)
-                    if isinstance(label_msg, str):
-                        labels.bad_labels += 1
-                    else:
-                        labels.add_label(label_msg)
-                    continue
-                topic = connection.topic
-                stats[topic].frames_in += 1
-                msg = _deserialize(reader, raw, connection)
-                if isinstance(msg, str):
-                    stamp = _stamp_or_none(raw, ros1)
-                    stats[topic].reject(Rejection(topic, stamp, msg))
-                    if stamp is not None:  # the consumer learns that this stamp has no perception
-                        down = processors[topic].unavailable(cv.make_header(types, stamp), msg, reset=False)
-                        brake_topic = processors[topic].camera.outputs["emergency_brake"]
-                        output.write(brake_topic, OUTPUT_TYPES["emergency_brake"], down.messages["emergency_brake"],
-                                     log_time)  # fmt: skip
-                    frame = None
-                else:
-                    frame = processors[topic].process(msg)
-                    stats[topic].add(frame)
-                    for name, out_msg in frame.messages.items():
-                        output.write(processors[topic].camera.outputs[name], OUTPUT_TYPES[name], out_msg, log_time)
-                    if frame.stamp_ns is not None:
-                        if frame.stamp_ns < last_stamp.get(topic, -1):
-                            out_of_order += 1
-                        last_stamp[topic] = max(frame.stamp_ns, last_stamp.get(topic, -1))
-                    _brake_event(frame, last_state, events)
-                    if options.per_frame:
-                        records.append(_record(frame, log_time))
-                    if labels is not None and topic == label_camera:
-                        labels.add_frame(frame)
-                    if video is not None and topic == video_topic and frame.image is not None:
-                        video.add(frame.stamp_ns, _annotated(frame, processors[topic]))
-                    elif video is not None and topic == video_topic and video.frames + len(video.pending):
-                        video.add(frame.stamp_ns, video.last_frame_unavailable())
-                done += 1
-                LOG.debug("replay: frame %d of %d done (%s)", done, total, topic)
-                if on_frame is not None:
-                    on_frame(done, total)
-                now = time.perf_counter()
-                if on_frame is None and now - last_log >= 5.0:
-                    last_log = now
-                    LOG.info("replay: %d / %d frames (%.1f frames/s)", done, total, done / (now - t_start))
+            if options.realtime:
+                run.dropped = _play_realtime(session, read, progress, stop)
+            else:
+                _play_every_frame(session, ordered(read, options.reorder_window, session.ros1), progress, stop)
         finally:
-            output.close()
-            if video is not None:
-                video.close()
-    wall = time.perf_counter() - t_start
-    summary = _summary(bag, out, config, processors, stats, events, wall, out_of_order, stop.signal, output)
-    summary["salvaged"] = (
-        {"damage": reader.error or "no summary section"} if isinstance(reader, SalvageReader) else None
-    )
-    summary["read_error"] = read_errors[0] if read_errors else None
-    if labels is not None:
-        summary["labels"] = labels.report()
-    if options.per_frame:
-        summary["frames"] = records
-    if video is not None:
-        summary["video"] = {"path": str(options.video), "frames": video.frames, "topic": video_topic}
-    if options.summary is not None:
-        write_json(summary, Path(options.summary))
-    return summary
+            session.close()
+    run.wall_s = time.perf_counter() - progress.start
+    run.interrupted = stop.signal
+    run.recorded_span_s = span.seconds
 
 
-def _label_camera(label_topic: str, processors: dict[str, CameraProcessor]) -> str:
-    """The camera a label topic belongs to: the one sharing its namespace, or the only camera."""
-    namespace = label_topic.rsplit("/", 1)[0]
-    same = [t for t, p in processors.items() if p.camera.outputs["anomaly_mask"].rsplit("/", 1)[0] == namespace]
-    if len(same) == 1:
-        return same[0]
-    if len(processors) == 1:
-        return next(iter(processors))
-    raise ReplayError(f"label topic {label_topic} belongs to none (or several) of the cameras "
-                      f"{', '.join(sorted(processors))}; choose one camera with --image-topic")  # fmt: skip
+class _Span:
+    """The log-time span of the messages read so far (seconds)."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.last: int | None = None
+
+    def track(self, messages: Iterator[BagMessage]) -> Iterator[BagMessage]:
+        for item in messages:
+            self.first = item[1] if self.first is None else self.first
+            self.last = item[1]
+            yield item
+
+    @property
+    def seconds(self) -> float:
+        return 0.0 if self.first is None or self.last is None else (self.last - self.first) / NS_PER_S
 
 
-def _deserialize(reader: Any, raw: bytes, connection: Any) -> Any:
-    """The message, or a one-line reason string when the bytes do not deserialize."""
+def _arrivals(session: ReplaySession, messages: Iterator[BagMessage], stop: _Stop) -> Iterator[tuple[str, Arrival]]:
+    """(camera topic, arrival) of each camera message, counted in; label messages go to the label metrics. Ends at
+    the end of ``messages``, a stop signal or a failure of the worker."""
+    for connection, log_time, raw in messages:
+        if stop.signal or session.failure is not None:
+            return
+        if session.take_label(connection, raw):
+            continue
+        session.stats[connection.topic].frames_in += 1
+        yield connection.topic, session.arrival(connection, log_time, raw)
+
+
+def _play_every_frame(session: ReplaySession, messages: Iterator[BagMessage], progress: _Progress, stop: _Stop) -> None:
+    """Every camera message in turn, in the (stamp-ordered) order given, until the end or a stop signal."""
+    for topic, arrival in _arrivals(session, messages, stop):
+        session.process(topic, arrival)
+        progress.step(topic)
+
+
+def _play_realtime(
+    session: ReplaySession, messages: Iterator[BagMessage], progress: _Progress, stop: _Stop
+) -> dict[str, int]:
+    """Feed camera messages, paced by their log times, to the node's newest-frame scheduler, whose worker runs
+    :meth:`ReplaySession.process`; at the end the frames still waiting are processed. Returns the frames the
+    scheduler dropped per camera (a newer frame of the camera arrived while they waited)."""
+
+    def handle(topic: str, arrival: Arrival, received: float) -> ProcessedFrame:
+        if scheduler.take_reset(topic):  # as the node's worker does after a fault
+            session.processors[topic].pipeline.reset()
+        try:
+            frame = session.process(topic, arrival)
+        except Exception as err:  # e.g. the output disk is full: the reading thread stops and raises it
+            session.failure = session.failure or err
+            raise
+        if frame.error is None:
+            receipt = session.stats[topic].latency_ms.setdefault(RECEIPT_STAGE, deque())
+            receipt.append((time.monotonic() - received) * 1e3)
+        return frame
+
+    scheduler = LatestFrameScheduler(sorted(session.processors), handle, clock=time.monotonic)
+    scheduler.start()
     try:
-        return reader.deserialize(raw, connection.msgtype)
-    except Exception as err:  # rosbags raises struct.error, IndexError, ValueError, ... on corrupt CDR
-        return f"corrupt message ({connection.msgtype}, {len(raw)} bytes): {first_line(err)}"
+        for topic, arrival in _arrivals(session, _paced(messages, stop), stop):
+            scheduler.submit(topic, arrival)
+            progress.step(topic)
+        while not stop.signal and session.failure is None and _working(scheduler):
+            time.sleep(DRAIN_POLL_S)
+    finally:
+        scheduler.stop(timeout=WORKER_JOIN_S)  # after the frame in processing; the output bag is closed after this
+    if session.failure is not None:
+        raise session.failure
+    return {topic: state.stats.frames_dropped for topic, state in scheduler.cameras.items()}
 
 
-def _stamp_or_none(raw: bytes, ros1: bool = False) -> int | None:
-    key = _stamp_key(raw, -1, ros1)
-    return None if key == -1 else key
+def _working(scheduler: LatestFrameScheduler) -> bool:
+    """A frame waits in a slot or is being processed."""
+    return any(s.slot is not None or s.busy_since is not None for s in scheduler.cameras.values())
 
 
-def _annotated(frame: ProcessedFrame, processor: CameraProcessor) -> npt.NDArray[np.uint8]:
-    from ..overlay import annotate, unavailable
-
-    assert frame.image is not None
-    if frame.result is None:  # decoded, but the pipeline failed on it
-        reason = frame.error.reason if frame.error is not None else ""
-        return unavailable(frame.image, reason, processor.camera.name)
-    corridor = processor.pipeline.brake_policy.corridor_mask(*frame.image.shape[:2])
-    return annotate(frame.image, frame.result, corridor, processor.camera.name)
-
-
-def _record(frame: ProcessedFrame, log_time: int) -> dict[str, Any]:
-    result = frame.result
-    return {
-        "topic": frame.camera.input, "stamp_ns": frame.stamp_ns, "log_time_ns": log_time,
-        "error": None if frame.error is None else frame.error.reason, "active": frame.brake.active,
-        "available": frame.brake.available, "risk": frame.brake.risk, "hit": frame.brake.hit,
-        "in_domain": None if result is None else result.domain.in_domain,
-        "domain_score": None if result is None else result.domain.score,
-        "components": 0 if result is None else len(result.components),
-        "kept": 0 if result is None else len(result.kept),
-        "total_ms": frame.timings_ms.get("total"),
-    }  # fmt: skip
+def _paced(messages: Iterator[BagMessage], stop: _Stop) -> Iterator[BagMessage]:
+    """``messages`` at their recorded rate: message k at wall time start + (log time k − log time of the first);
+    ends early at a stop signal (noticed within :data:`PACE_POLL_S`)."""
+    start, first = time.monotonic(), None
+    for item in messages:
+        first = item[1] if first is None else first
+        due = start + (item[1] - first) / NS_PER_S
+        while not stop.signal and (left := due - time.monotonic()) > 0:
+            time.sleep(min(left, PACE_POLL_S))
+        if stop.signal:
+            return
+        yield item
 
 
-def _brake_event(frame: ProcessedFrame, last: dict[str, tuple[bool, bool]], events: list[dict[str, Any]]) -> None:
-    topic = frame.camera.input
-    state = (frame.brake.active, frame.brake.available)
-    before = last.get(topic, (False, True))
-    last[topic] = state
-    if state == before:
-        return
-    availability = "available" if state[1] else "unavailable"
-    event = availability if state[1] != before[1] else ("on" if state[0] else "off")
-    events.append({"topic": topic, "stamp_ns": frame.stamp_ns, "event": event, "risk": frame.brake.risk,
-                   "reason": frame.brake.reason})  # fmt: skip
-
-
-def _summary(
-    bag: Path,
-    out: Path,
-    config: NodeConfig,
-    processors: dict[str, CameraProcessor],
-    stats: dict[str, ProcessingStats],
-    events: list[dict[str, Any]],
-    wall: float,
-    out_of_order: int,
-    interrupted: str | None,
-    output: BagWriter,
-) -> dict[str, Any]:
+def _summary(session: ReplaySession, run: _Run, options: ReplayOptions) -> dict[str, Any]:
+    """The replay summary (see the README's replay section for its fields)."""
     merged = ProcessingStats()
     cameras = {}
-    for topic, s in stats.items():
+    for topic, s in session.stats.items():
         for stage, values in s.latency_ms.items():
-            merged.latency_ms[stage].extend(values)
+            merged.latency_ms.setdefault(stage, deque()).extend(values)
         cameras[topic] = {
-            "outputs": processors[topic].camera.outputs, "frames_in": s.frames_in,
+            "outputs": session.processors[topic].camera.outputs, "frames_in": s.frames_in,
             "frames_processed": s.frames_processed, "frames_rejected": s.frames_rejected,
-            "frames_out_of_domain": s.frames_out_of_domain,
+            "frames_dropped": run.dropped.get(topic, 0), "frames_out_of_domain": s.frames_out_of_domain,
         }  # fmt: skip
-    rejections = sorted((r for s in stats.values() for r in s.rejections), key=lambda r: (r.stamp_ns or 0, r.topic))
-    frames_in = sum(s.frames_in for s in stats.values())
-    first = next(iter(processors.values())).pipeline
-    return {
-        "input": str(bag), "output": str(out), "bundle": config.bundle, "backend": first.backend.description,
-        "threshold": first.threshold, "interrupted": interrupted, "wall_s": wall,
-        "frames_in": frames_in, "frames_processed": sum(s.frames_processed for s in stats.values()),
-        "frames_rejected": sum(s.frames_rejected for s in stats.values()),
-        "frames_out_of_domain": sum(s.frames_out_of_domain for s in stats.values()),
+    stats = session.stats.values()
+    rejections = sorted((r for s in stats for r in s.rejections), key=lambda r: (r.stamp_ns or 0, r.topic))
+    frames_in = sum(s.frames_in for s in stats)
+    first = next(iter(session.processors.values())).pipeline
+    latency = merged.percentiles()
+    receipt = latency.pop(RECEIPT_STAGE, None)  # realtime only: its own entry, not a stage of the pipeline
+    summary = {
+        "input": str(run.bag), "output": str(run.out), "bundle": run.bundle, "backend": first.backend.description,
+        "threshold": first.threshold, "mode": run.mode, "interrupted": run.interrupted, "wall_s": run.wall_s,
+        "recorded_span_s": run.recorded_span_s,
+        "frames_in": frames_in, "frames_processed": sum(s.frames_processed for s in stats),
+        "frames_rejected": sum(s.frames_rejected for s in stats), "frames_dropped": sum(run.dropped.values()),
+        "frames_out_of_domain": sum(s.frames_out_of_domain for s in stats),
         "domain_monitor": {
             "calibrated": first.bundle.domain is not None, "domain_patience": first.config.domain_patience,
             "calibration_frames": None if first.bundle.domain is None else first.bundle.domain.frames,
         },
-        "frames_per_s": frames_in / wall if wall > 0 else math.nan, "out_of_order": out_of_order,
-        "messages_written": output.messages, "cameras": cameras,
+        "frames_per_s": frames_in / run.wall_s if run.wall_s > 0 else math.nan, "out_of_order": session.out_of_order,
+        "messages_written": session.output.messages, "cameras": cameras,
         "rejections": [{"topic": r.topic, "stamp_ns": r.stamp_ns, "reason": r.reason, "kind": r.kind}
                        for r in rejections],
-        "latency_ms": merged.percentiles(), "brake_events": events,
+        "latency_ms": latency, "receipt_latency_ms": receipt, "brake_events": session.events,
+        "read_error": session.read_errors[0] if session.read_errors else None,
+        "salvaged": None if run.salvaged is None else {"damage": run.salvaged},
     }  # fmt: skip
+    if session.labels is not None:
+        summary["labels"] = session.labels.report()
+    if options.per_frame:
+        summary["frames"] = session.records
+    if session.video is not None:
+        summary["video"] = {"path": str(options.video), "frames": session.video.frames, "topic": session.video_topic}
+    return summary
