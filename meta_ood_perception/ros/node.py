@@ -295,8 +295,8 @@ class Perception:
         for cam in self.cameras:
             try:
                 level, message, reason = self.scheduler.health(cam.topics.input, self.config.input_timeout_s)
-                if reason is None and not cam.frames_seen:
-                    reason = "waiting for the first frame"
+                if reason is None and not cam.frames_seen:  # never "clear" before the camera's first frame
+                    level, message, reason = cv.STALE, "waiting for the first frame", "waiting for the first frame"
                 brake = cam.publishers["emergency_brake"]
                 if reason is not None:
                     hint = BrakeHint(False, 1.0, f"perception unavailable: {reason}", available=False)
@@ -374,9 +374,8 @@ class AnomalyNode(Node):
 
     def __init__(self, node_name: str = "anomaly_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        params = declare_parameters(self)
         try:
-            self.perception = Perception(self, params, self.create_publisher)
+            self.perception = Perception(self, declare_parameters(self), self.create_publisher)
         except BaseException:
             self.destroy_node()
             raise

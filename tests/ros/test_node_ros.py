@@ -165,7 +165,7 @@ def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, frames):
     try:
         good = frames[-1]
         bad = [
-            image(good, "yuv422", stamp=(300, 1)),  # unsupported encoding
+            image(good, "nv21", stamp=(300, 1)),  # unsupported encoding
             image(good, "rgb8", stamp=(300, 2), data=np.zeros(100, np.uint8)),  # truncated
             image(good, "rgb8", stamp=(300, 3), height=0, width=0, data=np.zeros(0, np.uint8)),  # zero size
             image(good, "rgb8", stamp=(300, 4), step=10, data=np.zeros(10 * len(good), np.uint8)),  # step < a row
@@ -181,7 +181,7 @@ def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, frames):
             p.wait(lambda s=stamp: of(s), 10, f"fail-safe brake message of {stamp}")
         down = [cv.msg_to_brake(of((300, k))[0]) for k in range(1, len(bad) + 1)]
         assert all(not d["available"] and d["level"] == cv.STALE for d in down)
-        assert "yuv422" in down[0]["reason"]
+        assert "nv21" in down[0]["reason"]
         p.send(image(good, "rgb8", stamp=(301, 0)))
         p.wait(lambda: len(p.got["mask"]) >= 1, 20, "mask after bad frames")
         assert p.got["mask"][0].header.stamp.sec == 301
@@ -198,9 +198,17 @@ def test_no_input_is_reported_as_unavailable_not_as_clear(ros):
     try:
         p.wait(lambda: any(not cv.msg_to_brake(b)["available"] for b in p.got["brake"]), 5, "unavailable heartbeat")
         hint = next(cv.msg_to_brake(b) for b in p.got["brake"] if not cv.msg_to_brake(b)["available"])
-        assert "no input" in hint["reason"] and hint["level"] == cv.STALE
+        assert "first frame" in hint["reason"] and hint["level"] == cv.STALE
         status, _ = p.diag()
         assert status is not None and status.level == bytes([cv.STALE])
+        p.send(image(np.zeros((64, 128, 3), np.uint8), stamp=(150, 0)))  # one frame, then silence
+        p.wait(lambda: len(p.got["mask"]) >= 1, 20, "the only frame's mask")
+
+        def no_input():
+            return [h for h in map(cv.msg_to_brake, p.got["brake"]) if "no input" in h["reason"]]
+
+        p.wait(no_input, 10, "the no-input heartbeat after the frame")
+        assert not no_input()[0]["available"] and no_input()[0]["level"] == cv.STALE
     finally:
         p.close()
 
@@ -215,7 +223,7 @@ def test_parameters_are_validated_at_start_and_at_runtime(ros):
         res = p.node.set_parameters([Parameter("threshold", value=2.0)])[0]
         assert not res.successful and "threshold" in res.reason
         res = p.node.set_parameters([Parameter("bundle", value="/elsewhere")])[0]
-        assert not res.successful and "restart" in res.reason
+        assert not res.successful and "read-only" in res.reason  # declared read_only: restart-only
         res = p.node.set_parameters([Parameter("brake.persistence_k", value=5)])[0]  # k > n
         assert not res.successful and "persistence" in res.reason
         res = p.node.set_parameters([Parameter("threshold", value=0.8), Parameter("brake.min_area_px", value=50)])
@@ -449,7 +457,7 @@ def test_signal_while_streaming_exits_cleanly(ros, frames, name):
     status, out, took, _ = _stream_then_signal(frames, getattr(signal, name))
     assert status == 0, out
     assert "Traceback" not in out and "RCLError" not in out and "internal error" not in out, out
-    assert "fault" not in out.lower(), out
+    assert "faults" not in out and "backend failure" not in out, out
     assert took < 2.0 + 1.0, f"{name}: exit took {took:.2f} s"  # 2 s in the issue; +1 s for a loaded CI machine
 
 
