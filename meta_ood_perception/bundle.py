@@ -383,3 +383,12 @@ def write_bundle(
         manifest["domain"] = domain.to_dict() if isinstance(domain, DomainCalibration) else dict(domain)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return load_bundle(out)
+
+
+def bundle_warnings(bundle: Bundle) -> list[str]:
+    """What a node or replay logs once at load time about ``bundle``: that the embedded default bundle is a
+    demonstrator of the synthetic world (a bundle without a domain calibration running with the domain monitor off
+    is said once by its :class:`~meta_ood_perception.pipeline.AnomalyPipeline`)."""
+    if bundle.root.resolve() == DEFAULT_BUNDLE.resolve():
+        return [DEFAULT_BUNDLE_WARNING]
+    return []

@@ -40,7 +40,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..bundle import DEFAULT_BUNDLE, DEFAULT_BUNDLE_WARNING, load_bundle
+from ..bundle import bundle_warnings, load_bundle
 from ..pipeline import AnomalyPipeline
 from ..reports import write_json
 from . import conversions as cv
@@ -199,8 +199,8 @@ def _default_factory(config: NodeConfig) -> Callable[[NodeConfig], AnomalyPipeli
     from ..backends import create_backend
 
     backend = create_backend(config.backend, bundle, **config.backend_options)
-    if bundle.root.resolve() == DEFAULT_BUNDLE.resolve():  # said once the bundle runs (a bad setting stays one line)
-        LOG.warning("%s", DEFAULT_BUNDLE_WARNING)
+    for line in bundle_warnings(bundle):  # said once the bundle runs (a bad setting stays one line)
+        LOG.warning("%s", line)
 
     def factory(cfg: NodeConfig) -> AnomalyPipeline:
         pipeline = AnomalyPipeline(bundle, backend, cfg.pipeline)
