@@ -361,11 +361,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _replay_status(summary: dict[str, Any]) -> int:
-    """Exit status of a replay summary: 1 damaged input, 130 / 143 interrupted, else 0 (each with one line)."""
+    """Exit status of a replay summary: 2 damaged input (bad input, like every other one: the output keeps the frames
+    read before the damage), 130 / 143 interrupted, else 0 (each with one line)."""
     if summary.get("read_error"):
         LOG.error("meta-ood: %s; the output holds the %d frames read before it", summary["read_error"],
                   summary["frames_processed"])  # fmt: skip
-        return 1
+        return 2
     if summary.get("interrupted"):
         LOG.warning("meta-ood: interrupted by %s; the output holds the frames processed so far",
                     summary["interrupted"])  # fmt: skip
@@ -642,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback follows): any :class:`~meta_ood_perception.errors.MetaOodError` (bad input, setting, bundle or
             bag, a backend fault, a :class:`CLIError`), a file error (``OSError``) or an error of rosbags' own types.
             argparse's usage errors exit 2 as well.
-        130: interrupted (Ctrl-C); ``replay`` and ``demo`` return 143 for SIGTERM and 1 for a damaged input bag.
+        130: interrupted (Ctrl-C); ``replay`` and ``demo`` return 143 for SIGTERM and 2 for a damaged input bag.
         1: anything else is a bug (e.g. a bare ``ValueError`` from numpy, a ``KeyError``): it is never passed off as
             a user error; its traceback is logged (also without ``-v``) and main returns 1.
     """

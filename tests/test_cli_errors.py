@@ -117,3 +117,11 @@ def test_the_console_shows_one_line_for_a_user_error_and_a_traceback_for_a_bug(t
     lines = bug.stderr.strip().splitlines()
     assert lines[0] == "meta-ood demo: internal error (a bug): KeyError: 'logits'"
     assert "Traceback (most recent call last):" in lines and lines[-1] == "KeyError: 'logits'"
+
+
+def test_a_damaged_input_bag_is_bad_input_not_a_bug():
+    from meta_ood_perception.cli import _replay_status
+
+    assert _replay_status({"read_error": "the input bag is damaged after 3 messages: x", "frames_processed": 3}) == 2
+    assert _replay_status({"interrupted": "SIGTERM", "frames_processed": 3}) == 143
+    assert _replay_status({"frames_processed": 3}) == 0

@@ -380,7 +380,9 @@ class AnomalyNode(Node):
             self.destroy_node()
             raise
         self.config = self.perception.config
-        if not self.config.build_only:
+        if self.config.build_only:  # trt_build_only: the backend is loaded (its engine built); one warm-up run
+            self.perception.cameras[0].processor.pipeline.warm_up()
+        else:
             self.perception.activate()
 
     @property
@@ -423,7 +425,13 @@ def run(make: Callable[[], Node], argv: Sequence[str] | None, name: str) -> int:
         if isinstance(node, AnomalyNode) and node.config.build_only:
             rclpy.logging.get_logger(name).info(f"build only: {node.perception.backend.description} is ready; exiting")
             return 0
-        rclpy.spin(node)
+        try:
+            rclpy.spin(node)
+        except Exception:
+            # the signal handler shut the context down while the executor was building its next wait set (rclpy
+            # raises RCLError "the given context is not valid" then, not ExternalShutdownException): a shutdown
+            if node.context.ok():
+                raise
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
