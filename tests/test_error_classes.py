@@ -38,4 +38,3 @@ def test_module_errors_derive_from_the_hierarchy(cls, base):
 def test_faults_are_not_value_errors_and_the_bundle_error_is_the_one_class():
     assert not issubclass(BackendError, ValueError) and issubclass(BackendError, RuntimeError)
     assert ReexportedBundleError is BundleError
-
