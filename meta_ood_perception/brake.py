@@ -1,17 +1,38 @@
-"""Emergency-brake hint: anomalies that persist inside the drivable corridor and survive the meta classifier.
+"""Emergency-brake hint: anomalies that persist inside the drivable corridor, survive the meta classifier and carry
+enough risk to be worth braking for.
 
-A frame *hits* when some component has at least ``min_area_px`` pixels (at the camera's native resolution) inside
-the corridor polygon (optionally intersected with the predicted road) and a meta-classifier probability of being a
-false positive below ``max_p_false_positive``. The hint turns on when at least ``persistence_k`` of the last
-``persistence_n`` frames hit (one-frame flicker never brakes) and turns off only after ``release_frames``
-consecutive frames without a hit (hysteresis: a hazard that flickers out for a frame keeps the hint on).
+A frame *hits* when some component has at least ``min_area_px`` pixels (camera pixels) inside the corridor polygon
+(optionally intersected with the predicted road) and a meta-classifier probability of being a false positive below
+``max_p_false_positive``. A hazard is *seen* once at least ``persistence_k`` of the last ``persistence_n`` frames hit
+(only a hit frame turns it on: one-frame flicker is never seen) and stays seen until ``release_frames`` consecutive
+frames without a hit (hysteresis: a hazard that flickers out for a frame stays seen).
 
-``risk`` in [0, 1] = (hits in the window / n) × the confidence of the strongest hazard seen in the window, where a
-component's confidence is (1 − P(false positive)) × min(1, corridor area / ``full_risk_area_px``). The hint also has
-an explicit fail-safe state: :meth:`BrakeHintPolicy.unavailable` (perception down) gives ``available=False`` —
-consumers must treat it as "no information", never as "no hazard". :meth:`BrakeHintPolicy.hold` answers a frame
-that is no evidence either way (the pipeline's frames outside the bundle's domain, before they make the hint
-unavailable): the history does not advance and the previous state is repeated.
+``risk`` in [0, 1] = (hits in the window / n) × the confidence of the strongest hazard in the window, where a
+component's confidence is (1 − P(false positive)) × min(1, A / ``full_risk_area_px``) and A is its area inside the
+corridor in camera pixels (labels on a coarser grid count each cell as the camera pixels it covers).
+
+Size and distance: the risk reads no position inside the corridor; distance enters through the apparent size only.
+A hazard of physical size w × h at distance d covers about A ≈ f² · w · h / d² camera pixels (f: focal length in
+pixels), so A grows with the square of the hazard's nearness and with the camera's resolution: ``min_area_px`` and
+``full_risk_area_px`` are camera pixels and scale with the camera's pixel count. A confident hazard (P(FP) ≈ 0) hit
+in all n frames reaches ``min_risk`` at A = ``min_risk`` × ``full_risk_area_px`` (500 px at the defaults), i.e. when
+it is big enough in the image, which for a given object means near enough, and earlier for a bigger object. A weight
+by the image row (nearer = lower) is deliberately not applied: it would fix one braking distance in image rows for
+small and big hazards alike, that row depends on the camera's mounting and pitch, and the policy does not know the
+speed that a braking distance would need; on the demo drives it removed no false brake event (README).
+
+States (:attr:`BrakeHint.state`): ``clear``; ``candidate`` (a hit, not yet persistent); ``warn`` (seen, risk below
+``min_risk`` so far: hazard seen, not yet worth braking); ``brake`` (:attr:`BrakeHint.active`: seen, and on some hit
+frame since it was seen the risk reached ``min_risk``); ``unavailable``. An active hint stays active until the
+hazard is released (a risk that dips below ``min_risk`` while the hazard is still seen keeps it on), then the state
+returns to ``clear``; ``min_risk`` = 0 brakes on every seen hazard. Default 0.25: it never delays a hazard covering
+``full_risk_area_px`` with P(FP) < 0.625 (risk (k/n)(1 − P) ≥ 0.25 at the k-th hit with k/n = 2/3); it holds back
+only hazards that are small in the image (far or tiny) or doubtful.
+
+The hint also has an explicit fail-safe state: :meth:`BrakeHintPolicy.unavailable` (perception down) gives
+``available=False`` — consumers must treat it as "no information", never as "no hazard". :meth:`BrakeHintPolicy.hold`
+answers a frame that is no evidence either way (the pipeline's frames outside the bundle's domain, before they make
+the hint unavailable): the history does not advance and the previous state is repeated.
 """
 
 from __future__ import annotations
@@ -19,13 +40,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 
 #: A trapezoid ahead of the ego vehicle in normalized (x, y) image coordinates (0, 0 = top left, 1, 1 = bottom right).
 DEFAULT_CORRIDOR: tuple[tuple[float, float], ...] = ((0.2, 1.0), (0.42, 0.5), (0.58, 0.5), (0.8, 1.0))
@@ -70,7 +91,7 @@ class BrakeConfig:
     full_risk_area_px: int = _describe(
         2000, "camera pixels inside the corridor at which a component's risk stops growing with its size"
     )
-    min_risk: float = _describe(0.3, "risk in [0, 1] a persistent hazard needs to turn the brake hint active")
+    min_risk: float = _describe(0.25, "risk in [0, 1] a persistent hazard needs to turn the brake hint active")
 
     def __post_init__(self) -> None:
         corridor = tuple((float(x), float(y)) for x, y in self.corridor)
@@ -96,18 +117,28 @@ class BrakeConfig:
             raise ConfigError(f"brake.min_risk must lie in [0, 1], got {self.min_risk}")
 
 
+#: What a hint says, from most to least severe: ``unavailable`` (perception down: no information), ``brake`` (a
+#: persistent hazard with risk ≥ ``min_risk``: brake recommended), ``warn`` (a persistent hazard, risk below
+#: ``min_risk`` so far: seen, not yet worth braking), ``candidate`` (a hit, not yet persistent), ``clear``.
+BrakeState = Literal["unavailable", "brake", "warn", "candidate", "clear"]
+BRAKE_STATES: tuple[BrakeState, ...] = ("unavailable", "brake", "warn", "candidate", "clear")
+
+
 @dataclass(frozen=True)
 class BrakeHint:
     """The hint for one frame.
 
     Attributes:
-        active: brake hint on.
+        active: brake recommended: a persistent hazard (``seen``) whose risk reached ``min_risk`` (see the module
+            docstring); it stays on until the hazard is released.
         risk: in [0, 1] (see the module docstring); 1.0 while perception is unavailable.
         reason: one human-readable line.
         available: False when perception is unavailable (fail-safe: the consumer must not read "no hazard").
         hit: this frame had a qualifying hazard.
         hits_in_window: qualifying frames among the last ``persistence_n``.
         component_ids: ids (1-based labels) of this frame's qualifying components.
+        seen: a persistent hazard is reported (``persistence_k`` of ``persistence_n`` frames hit, not yet released),
+            whatever its risk; ``seen and not active`` is the warning "hazard seen, not yet worth braking".
     """
 
     active: bool
@@ -117,6 +148,19 @@ class BrakeHint:
     hit: bool = False
     hits_in_window: int = 0
     component_ids: tuple[int, ...] = ()
+    seen: bool = False
+
+    @property
+    def state(self) -> BrakeState:
+        """The hint as one of :data:`BrakeState` (``unavailable`` > ``brake`` > ``warn`` > ``candidate`` >
+        ``clear``)."""
+        if not self.available:
+            return "unavailable"
+        if self.active:
+            return "brake"
+        if self.seen:
+            return "warn"
+        return "candidate" if self.hit else "clear"
 
 
 @dataclass
@@ -127,6 +171,7 @@ class BrakeHintPolicy:
 
     def __post_init__(self) -> None:
         self._window: deque[tuple[bool, float]] = deque(maxlen=self.config.persistence_n)
+        self._seen = False
         self._active = False
         self._clear_run = 0
         self._corridor_cache: dict[tuple[int, int], npt.NDArray[np.bool_]] = {}
@@ -134,6 +179,7 @@ class BrakeHintPolicy:
     def reset(self) -> None:
         """Forget the history (e.g. after a gap in the stream)."""
         self._window.clear()
+        self._seen = False
         self._active = False
         self._clear_run = 0
 
@@ -188,42 +234,52 @@ class BrakeHintPolicy:
             areas: (n,) corridor pixels per component if the caller already has :meth:`corridor_areas`.
             kept: (n,) bool, the components the pipeline's meta-classifier cut keeps (default: all); removed ones
                 never count.
+
+        Raises:
+            InputError: misshaped labels, road mask, areas or keep flags.
         """
         p_fp = np.asarray(p_false_positive, dtype=np.float64).reshape(-1)
         if labels.ndim != 2:
-            raise ValueError(f"brake policy: labels must be (H, W), got shape {labels.shape}")
+            raise InputError(f"brake policy: labels must be (H, W), got shape {labels.shape}")
         if road is not None and road.shape != labels.shape:
-            raise ValueError(f"brake policy: road mask {road.shape} differs from labels {labels.shape}")
+            raise InputError(f"brake policy: road mask {road.shape} differs from labels {labels.shape}")
         cfg = self.config
         if areas is None:
             areas = self.corridor_areas(labels, len(p_fp), road)
         elif areas.shape != p_fp.shape:
-            raise ValueError(f"brake policy: {areas.shape[0]} corridor areas for {p_fp.shape[0]} components")
+            raise InputError(f"brake policy: {areas.shape[0]} corridor areas for {p_fp.shape[0]} components")
         in_corridor = areas >= cfg.min_area_px
         if kept is None:
             kept = np.ones(p_fp.shape, bool)
         elif kept.shape != p_fp.shape:
-            raise ValueError(f"brake policy: {kept.shape[0]} keep flags for {p_fp.shape[0]} components")
+            raise InputError(f"brake policy: {kept.shape[0]} keep flags for {p_fp.shape[0]} components")
         qualifies = in_corridor & kept & (p_fp < cfg.max_p_false_positive)
         ids = tuple(int(i) + 1 for i in np.flatnonzero(qualifies))
-        confidence = (1.0 - p_fp) * np.minimum(1.0, areas / cfg.full_risk_area_px)
-        frame_conf = float(confidence[qualifies].max()) if qualifies.any() else 0.0
         hit = bool(qualifies.any())
+        confidence = (1.0 - p_fp) * np.minimum(1.0, areas / cfg.full_risk_area_px)
+        frame_conf = float(confidence[qualifies].max()) if hit else 0.0
         self._window.append((hit, frame_conf))
-        hits = sum(h for h, _ in self._window)
+        hits, risk = self._evidence()
         self._clear_run = 0 if hit else self._clear_run + 1
-        if not self._active and hit and hits >= cfg.persistence_k:  # only a frame with a hazard turns it on
+        if not self._seen and hit and hits >= cfg.persistence_k:  # only a frame with a hazard turns it on
+            self._seen = True
+        elif self._seen and self._clear_run >= cfg.release_frames:  # released: the brake goes with the hazard
+            self._seen = self._active = False
+        if self._seen and hit and risk >= cfg.min_risk:
             self._active = True
-        elif self._active and self._clear_run >= cfg.release_frames:
-            self._active = False
-        risk = hits / cfg.persistence_n * max(c for _, c in self._window)
         if hit:
             best = ids[int(np.argmax(confidence[qualifies]))]
             what = f"component {best}, {int(areas[best - 1])} px in corridor, P(FP) {p_fp[best - 1]:.2f}"
-            state = "brake" if self._active else f"candidate ({hits}/{cfg.persistence_k} frames needed)"
+            if self._active:
+                state = "brake"
+            elif self._seen:
+                state = f"warn (risk {risk:.2f} below min_risk {cfg.min_risk:.2f})"
+            else:
+                state = f"candidate ({hits}/{cfg.persistence_k} frames needed)"
             reason = f"{state}: hazard in corridor: {what}; {hits} of last {len(self._window)} frames"
-        elif self._active:
-            reason = f"brake (holding): no hazard for {self._clear_run} of {cfg.release_frames} frames to release"
+        elif self._seen:
+            state = "brake" if self._active else "warn"
+            reason = f"{state} (holding): no hazard for {self._clear_run} of {cfg.release_frames} frames to release"
         elif (in_corridor & ~qualifies).any():
             j = int(np.flatnonzero(in_corridor & ~qualifies)[0])
             reason = f"clear: component {j + 1} in corridor rejected by the meta classifier (P(FP) {p_fp[j]:.2f})"
@@ -231,16 +287,21 @@ class BrakeHintPolicy:
             reason = f"clear: {len(p_fp)} component(s), none with {cfg.min_area_px} px in the corridor"
         else:
             reason = "clear: no anomaly"
-        return BrakeHint(self._active, float(min(max(risk, 0.0), 1.0)), reason, True, hit, hits, ids)
+        return BrakeHint(self._active, risk, reason, True, hit, hits, ids, self._seen)
+
+    def _evidence(self) -> tuple[int, float]:
+        """(hits in the window, risk in [0, 1]) from the persistence window."""
+        hits = sum(h for h, _ in self._window)
+        risk = hits / self.config.persistence_n * max((c for _, c in self._window), default=0.0)
+        return hits, float(min(max(risk, 0.0), 1.0))
 
     def hold(self, reason: str) -> BrakeHint:
         """The hint for a frame that adds no evidence either way (e.g. one the domain monitor puts outside the
         bundle's domain): the history does not advance — no hit, no step towards release — and the previous
-        frame's state is repeated (an active hint stays active, an inactive one inactive), with ``reason``."""
-        hits = sum(h for h, _ in self._window)
-        risk = hits / self.config.persistence_n * max((c for _, c in self._window), default=0.0)
-        state = "brake (held)" if self._active else "clear (held)"
-        return BrakeHint(self._active, float(min(max(risk, 0.0), 1.0)), f"{state}: {reason}", True, False, hits)
+        frame's state is repeated (brake stays brake, warn stays warn, clear stays clear), with ``reason``."""
+        hits, risk = self._evidence()
+        state = "brake" if self._active else "warn" if self._seen else "clear"
+        return BrakeHint(self._active, risk, f"{state} (held): {reason}", True, False, hits, (), self._seen)
 
     def unavailable(self, reason: str, *, reset: bool = True) -> BrakeHint:
         """Fail-safe hint for a frame perception could not process.

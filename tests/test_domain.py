@@ -238,7 +238,7 @@ def test_frames_outside_the_domain_never_turn_the_brake_hint_on():
 
 
 def test_hold_repeats_the_previous_state_without_advancing_the_history():
-    policy = BrakeHintPolicy(BrakeConfig(persistence_k=2, persistence_n=3, release_frames=2, min_area_px=1))
+    policy = BrakeHintPolicy(BrakeConfig(persistence_k=2, persistence_n=3, release_frames=2, min_area_px=1, min_risk=0))
     hazard, clear = np.ones((4, 4), np.int32), np.zeros((4, 4), np.int32)
     assert not policy.hold("no evidence").active  # nothing seen yet: clear
     assert not policy.update(hazard, [0.0]).active

@@ -162,12 +162,14 @@ class ReplaySession:
 
 
 def frame_record(frame: ProcessedFrame, log_time: int) -> dict[str, Any]:
-    """One frame of the summary's ``frames`` list: stamp, brake state and risk, components, total latency."""
+    """One frame of the summary's ``frames`` list: stamp, brake hint (``active``, ``state``: see
+    :data:`~meta_ood_perception.brake.BrakeState`) and risk, components, total latency."""
     result = frame.result
     return {
         "topic": frame.camera.input, "stamp_ns": frame.stamp_ns, "log_time_ns": log_time,
         "error": None if frame.error is None else frame.error.reason, "active": frame.brake.active,
         "available": frame.brake.available, "risk": frame.brake.risk, "hit": frame.brake.hit,
+        "state": frame.brake.state,
         "in_domain": None if result is None else result.domain.in_domain,
         "domain_score": None if result is None else result.domain.score,
         "components": 0 if result is None else len(result.components),
