@@ -1,19 +1,26 @@
 """``meta-ood``: one command with subcommands for the runtime and the offline tools.
 
 Training subcommands import the offline package ``meta_ood_training`` (and torch, scikit-learn, matplotlib)
-only when they run, and say what to install when it is missing.
+only when they run, and say what to install when it is missing. ``meta-ood --help`` lists the subcommands in
+:func:`command_groups` order (running a bundle first); each one's ``--help`` gives its description (the first
+paragraph of its ``cmd_*`` docstring, so no reStructuredText there), its options with their defaults and an example.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .backends import BACKENDS
 from .bundle import DEFAULT_MAX_P_FALSE_POSITIVE
 from .errors import MetaOodError
 from .reports import first_line, write_json
@@ -59,7 +66,7 @@ def _load(path: Path) -> Any:
 
 
 def cmd_meta_cv(args: argparse.Namespace) -> None:
-    """Cross-validate a meta classifier on a features file and write a JSON report (+ plots)."""
+    """Cross-validate a meta classifier on a features file and write a JSON report (and ROC / PR plots)."""
     meta_cv = _training()
     data = _load(args.features)
     config = meta_cv.CVConfig(
@@ -78,7 +85,7 @@ def cmd_meta_cv(args: argparse.Namespace) -> None:
 
 
 def cmd_meta_train(args: argparse.Namespace) -> None:
-    """Train a meta classifier on all components and write the runtime artifact (JSON + npz)."""
+    """Train a meta classifier on all components of a features file and write the runtime artifact (JSON + npz)."""
     _training()
     from meta_ood_training.meta_train import train_meta_classifier
 
@@ -96,7 +103,7 @@ def cmd_meta_train(args: argparse.Namespace) -> None:
 
 
 def cmd_lars(args: argparse.Namespace) -> None:
-    """LARS order of the metrics, its path plot, and Algorithm 1 (both classifiers on the top-N metrics)."""
+    """Order the metrics by LARS, plot its path, and run Algorithm 1 (both classifiers on the top-N metrics)."""
     meta_cv = _training()
     from meta_ood_training.lars import incremental_evaluation, lars_order
     from meta_ood_training.meta_report import plot_incremental, plot_lars_path
@@ -115,7 +122,7 @@ def cmd_lars(args: argparse.Namespace) -> None:
 
 
 def cmd_train_ood(args: argparse.Namespace) -> None:
-    """Entropy-maximization fine-tuning on Cityscapes + COCO-OoD from a YAML configuration."""
+    """Fine-tune a segmentation network by entropy maximization on Cityscapes and COCO-OoD, set up by a YAML file."""
     _training()
     from meta_ood_training.datasets import CityscapesSegmentation, CocoOoD, informative_subset
     from meta_ood_training.ood_training import OoDTrainConfig, train_ood
@@ -135,7 +142,8 @@ def cmd_train_ood(args: argparse.Namespace) -> None:
 
 
 def cmd_build_coco_ood(args: argparse.Namespace) -> None:
-    """COCO-OoD from the official COCO layout: masks of the images without Cityscapes-like objects + index.json."""
+    """Build COCO-OoD from the official COCO layout: masks of the images without Cityscapes-like objects, and
+    index.json."""
     _training()
     from meta_ood_training.datasets import build_coco_ood, informative_subset
 
@@ -150,7 +158,7 @@ def cmd_build_coco_ood(args: argparse.Namespace) -> None:
 
 def cmd_make_bundle(args: argparse.Namespace) -> None:
     """Package a trained network (train-ood checkpoint or the published format) and optionally a meta classifier
-    as a bundle; validates it by loading it and running one frame."""
+    as a bundle, and check it by loading it and running one frame."""
     _training()
     from meta_ood_training.make_bundle import (
         DEFAULT_CALIBRATION_FRAMES,
@@ -169,7 +177,7 @@ def cmd_make_bundle(args: argparse.Namespace) -> None:
         check_calibration(calibration, frames)  # read (auto needs it: make_bundle resolves and checks it then)
     elif calibration.kind == "none":
         LOG.info("make-bundle: --calibration none: the bundle carries no in-domain statistics for the domain monitor")
-    options = {"width": args.model_width} if args.model_width else None
+    options = _network_options(args)
     network = load_network(args.checkpoint, args.architecture, args.num_classes, options)
     names = class_names_for(network.num_classes, args.class_names.split(",") if args.class_names else None)
     meta = load_meta(args.meta, network.num_classes) if args.meta is not None else None
@@ -186,18 +194,50 @@ def cmd_make_bundle(args: argparse.Namespace) -> None:
              args.out)  # fmt: skip
 
 
+#: The architectures that take ``--model-width``.
+WIDTH_ARCHITECTURES = ("deeplabv3plus_light", "deeplabv3plus_resnet18")
+
+
+def _network_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--model-width`` as the network option ``width`` (None without it); refused by name for an
+    ``--architecture`` without a width."""
+    if not args.model_width:
+        return None
+    if args.architecture and args.architecture not in WIDTH_ARCHITECTURES:
+        raise CLIError(f"--model-width applies to {' and '.join(WIDTH_ARCHITECTURES)}, not to --architecture "
+                       f"{args.architecture}")  # fmt: skip
+    return {"width": args.model_width}
+
+
 def _pipeline(args: argparse.Namespace) -> Any:
     """The bundle's deployed pipeline for an offline command (``--bundle``, ``--backend``); components lie in each
     frame's labelled region (the target decides, not the predicted road)."""
     from .pipeline import AnomalyPipeline, PipelineConfig
 
-    options: dict[str, Any] = {}
-    if getattr(args, "provider", None):
-        options["providers"] = args.provider
-    if getattr(args, "device", None):
-        options["device"] = args.device
     config = PipelineConfig(region="frame")
-    return AnomalyPipeline.from_bundle(args.bundle, backend=args.backend, config=config, **options)
+    return AnomalyPipeline.from_bundle(args.bundle, backend=args.backend, config=config, **_backend_options(args))
+
+
+#: Option of :func:`~meta_ood_perception.backends.create_backend` → (its flag, the backend it belongs to).
+BACKEND_FLAGS = {"providers": ("provider", "onnxruntime"), "device": ("device", "torch"),
+                 "engine": ("engine", "tensorrt"), "rebuild": ("rebuild", "tensorrt")}  # fmt: skip
+
+
+def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of ``--backend`` from its flags (the tensorrt backend builds a missing engine unless
+    ``--no-rebuild``); a flag of another backend is a :class:`CLIError` naming both."""
+    options: dict[str, Any] = {}
+    for option, (dest, backend) in BACKEND_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if backend != args.backend:
+            flag = f"--{'' if value is not False else 'no-'}{dest}"
+            raise CLIError(f"{flag} is an option of --backend {backend}, not of --backend {args.backend}")
+        options[option] = value
+    if args.backend == "tensorrt":
+        options.setdefault("rebuild", True)
+    return options
 
 
 def _dataset(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
@@ -218,7 +258,8 @@ def _dataset(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
 
 
 def cmd_extract_metrics(args: argparse.Namespace) -> None:
-    """Run a bundle's deployed pipeline over a labelled test set and write the component-metric table (F.npz)."""
+    """Run a bundle's deployed pipeline over a labelled test set and write the component-metric table (the features file
+    of meta-cv and meta-train)."""
     _training()
     from dataclasses import replace
 
@@ -237,9 +278,17 @@ def cmd_extract_metrics(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    """Evaluate a bundle on an OoD test set: pixel metrics, SMIYC component metrics, meta classification."""
+    """Evaluate a bundle on a labelled OoD test set: pixel metrics, SMIYC component metrics and its meta classifier, as
+    a JSON report in which every null value says why."""
     _training()
-    from meta_ood_training.evaluate_bundle import evaluate_bundle, in_sample, write_report
+    from meta_ood_training.evaluate_bundle import (
+        evaluate_bundle,
+        explain_null,
+        in_sample,
+        in_sample_null_reason,
+        null_reasons,
+        write_report,
+    )
     from meta_ood_training.meta_extract import dataset_identity
 
     dataset, groups = _dataset(args)
@@ -255,16 +304,25 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     )  # fmt: skip
     report["bundle"], report["dataset"] = str(args.bundle), args.dataset
     report["meta"]["in_sample"] = overlap
+    explain_null(report["meta"], "in_sample", in_sample_null_reason(pipeline))
     if args.dataset == "synthetic":
         report["seed"] = args.seed
     write_report(report, args.report)
     pix, comp = report["pixel"], report["components"]
-    LOG.info("pixel AUROC %.4f FPR95 %.4f AUPRC %.4f; components mean F1 %.4f; false positives %d -> %d, true "
-             "detections lost %d of %d -> %s", pix["auroc"], pix["fpr95"], pix["auprc"], comp["mean_F1"],
+    LOG.info("pixel AUROC %s FPR95 %s AUPRC %s; components mean F1 %s; false positives %d -> %d, true detections "
+             "lost %d of %d -> %s", *(_figure(v) for v in (pix["auroc"], pix["fpr95"], pix["auprc"], comp["mean_F1"])),
              comp["false_positives_before"], comp["false_positives_after"], comp["true_detections_lost"],
              comp["true_detections"], args.report)  # fmt: skip
-    if report["meta"].get("note"):
-        LOG.info("meta classifier: %s", report["meta"]["note"])
+    by_reason: dict[str, list[str]] = {}
+    for path, reason in null_reasons(report).items():
+        by_reason.setdefault(reason, []).append(path)
+    for reason, paths in by_reason.items():
+        LOG.info("null in the report: %s: %s", ", ".join(paths), reason)
+
+
+def _figure(value: float | None) -> str:
+    """A metric for a log line: 4 decimals, or ``null`` (None / NaN, as in the JSON report)."""
+    return "null" if value is None or value != value else f"{value:.4f}"
 
 
 def cmd_build_default_bundle(args: argparse.Namespace) -> None:
@@ -278,7 +336,8 @@ def cmd_build_default_bundle(args: argparse.Namespace) -> None:
 
 
 def cmd_results(args: argparse.Namespace) -> None:
-    """Regenerate docs/RESULTS.md and its figures: the paper's tables and figures on the synthetic world (~40 min)."""
+    """Regenerate docs/RESULTS.md and its figures: the paper's tables and figures on the synthetic world (about 40
+    min)."""
     _training()
     from meta_ood_training.results import ResultsConfig, run_results, smoke_config
 
@@ -286,7 +345,7 @@ def cmd_results(args: argparse.Namespace) -> None:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> None:
-    """Export a checkpoint (or a bundle's network) to ONNX, optionally with softmax and heat maps in the graph."""
+    """Export a checkpoint or a bundle's network to ONNX, optionally with softmax and heat maps in the graph."""
     _training()
     from meta_ood_perception.bundle import load_bundle
     from meta_ood_training.export import export_onnx, model_from_bundle
@@ -314,7 +373,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> None:
             raise CLIError("--checkpoint needs --out FILE.onnx (only --bundle has a default: <bundle>/model.onnx)")
         if args.input_size is None:
             raise CLIError("--checkpoint needs --input-size H W (the size used for the trace; see --dynamic)")
-        options = {"width": args.model_width} if args.model_width else None
+        options = _network_options(args)
         network = load_network(args.checkpoint, args.architecture, args.num_classes, options)
         model, num_classes, out = network.model, network.num_classes, Path(args.out)
         height, width = args.input_size
@@ -323,7 +382,8 @@ def cmd_export_onnx(args: argparse.Namespace) -> None:
 
 
 def cmd_build_engine(args: argparse.Namespace) -> None:
-    """Build a TensorRT engine (and its build record) from an ONNX graph; needs TensorRT and an NVIDIA GPU."""
+    """Build a TensorRT engine and its build record from an ONNX graph, and check it on a zero image (needs TensorRT and
+    an NVIDIA GPU)."""
     from meta_ood_perception.backends.tensorrt_backend import build_engine
 
     shape = _onnx_input_shape(args.onnx, args.input_size)
@@ -344,7 +404,8 @@ def cmd_build_engine(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Synthetic drive → rosbag → replay through the default bundle on the CPU → bag, video, plots, report."""
+    """Write a synthetic drive as a rosbag, replay it through the default bundle on the CPU, and write the output bag,
+    an annotated video, plots and REPORT.md."""
     _training()
     from meta_ood_training.demo import DemoConfig, run_demo
 
@@ -375,14 +436,15 @@ def _replay_status(summary: dict[str, Any]) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Replay a rosbag through the node's pipeline and write its outputs to an MCAP bag (+ summary, video)."""
+    """Replay a rosbag through the node's pipeline and write its outputs to an MCAP bag (optionally a JSON summary and
+    an annotated video)."""
     from .ros.params import NodeConfig, load_param_file
     from .ros.replay import ReplayOptions, replay
 
     params = load_param_file(args.params) if args.params else {}
     overrides = {
         "bundle": args.bundle, "backend": args.backend, "providers": args.provider, "device": args.device,
-        "engine": args.engine, "threads": args.threads, "threshold": args.threshold,
+        "engine": args.engine, "threads": args.threads, "threshold": args.threshold, "trt_rebuild": args.rebuild,
     }  # fmt: skip
     params.update({k: v for k, v in overrides.items() if v is not None})
     if args.no_score:
@@ -423,214 +485,373 @@ def _onnx_input_shape(path: Path, size: list[int] | None) -> tuple[int, int, int
     if size is not None:
         dims[2:] = size
     dims[0] = dims[0] or 1
-    if len(dims) != 4 or any(d is None for d in dims):
-        raise CLIError(f"{path} has a dynamic input size {dims}: pass --input-size H W")
-    return int(dims[0]), int(dims[1]), int(dims[2]), int(dims[3])  # type: ignore[arg-type]
+    known = [d for d in dims if d is not None]
+    if len(dims) != 4 or len(known) != 4:
+        raise CLIError(f"{path} has a dynamic input size {dims}: give --input-size H W")
+    return known[0], known[1], known[2], known[3]
+
+
+def _positive_int(text: str) -> int:
+    """Argparse type: a whole number of at least 1 (frames, epochs, folds, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--features", type=Path, required=True, help="npz with X (N×F), y (N, 1 = false positive), names")
+    p.add_argument("--features", type=Path, required=True,
+                   help="features file from extract-metrics: npz with X (N×F), y (N, 1 = false positive), "
+                   "names")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of MLP initialization and shuffling")
-    p.add_argument("--epochs", type=int, default=50, help="MLP training epochs")
-    p.add_argument("--batch-size", type=int, default=128, help="MLP batch size")
-    p.add_argument("--device", default="cpu", help="torch device for MLP training (cpu, cuda, ...)")
+    p.add_argument("--epochs", type=_positive_int, default=50, help="MLP training epochs")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="MLP batch size")
+    p.add_argument("--device", default="cpu", help="torch device for MLP training: cpu, cuda, cuda:1, ...")
+
+
+def _add_cv_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cv", choices=("loo", "group-kfold"), default="group-kfold",
+                   help="leave-one-out, or k-fold over the features file's groups (sequences or frames)")  # fmt: skip
+    p.add_argument("--folds", type=_positive_int, default=5, help="folds of group-kfold")
+    p.add_argument("--standardize", choices=("train", "pooled"), default="train",
+                   help="feature statistics from each training fold (train) or from all data (pooled, the "
+                   "reference)")  # fmt: skip
+
+
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    """``--backend`` and the options of each backend, checked against it by :func:`_backend_options`."""
+    p.add_argument("--backend", choices=BACKENDS, default="onnxruntime", help="inference backend")
+    p.add_argument("--provider", action="append",
+                   help="onnxruntime backend: execution provider, repeated in order of preference: tensorrt, cuda, "
+                   "cpu (default: cpu)")  # fmt: skip
+    p.add_argument("--device", help="torch backend: device cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--engine", help="tensorrt backend: engine file (default: the bundle's, else one built into the "
+                   "engine cache)")  # fmt: skip
+    p.add_argument("--rebuild", action=argparse.BooleanOptionalAction, default=None,
+                   help="tensorrt backend: build a missing or mismatched engine from the bundle's ONNX graph into the "
+                   "engine cache; --no-rebuild stops with an error instead (default: build)")  # fmt: skip
 
 
 def _add_dataset_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", required=True, help="bundle directory, or 'default'")
-    p.add_argument("--backend", default="onnxruntime", help="inference backend: onnxruntime (default), torch")
-    p.add_argument("--provider", action="append",
-                   help="onnxruntime execution provider, repeated in order: tensorrt, cuda, cpu")  # fmt: skip
-    p.add_argument("--device", default=None, help="torch backend device: cpu (default), cuda, cuda:1, ...")
-    p.add_argument("--dataset", choices=("lostandfound", "fishyscapes", "synthetic"), required=True)
-    p.add_argument("--root", type=Path, default=None, help="dataset root (real datasets)")
-    p.add_argument("--split", default=None, help="dataset split (LostAndFound: test; Fishyscapes: Static)")
-    p.add_argument(
-        "--frames", type=int, default=None, help=f"use only the first N frames (synthetic: default {SYNTHETIC_FRAMES})"
-    )
+    p.add_argument("--bundle", required=True, help="bundle directory, or 'default' for the embedded demonstrator")
+    _add_backend_options(p)
+    p.add_argument("--dataset", choices=("lostandfound", "fishyscapes", "synthetic"), required=True,
+                   help="labelled test set")  # fmt: skip
+    p.add_argument("--root", type=Path, default=None, help="dataset root (lostandfound, fishyscapes)")
+    p.add_argument("--split", default=None,
+                   help="dataset split (default: test for lostandfound, Static for fishyscapes)")  # fmt: skip
+    p.add_argument("--frames", type=_positive_int, default=None,
+                   help=f"use only the first N frames (default: all; synthetic: {SYNTHETIC_FRAMES})")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                   help=f"synthetic frame size, pixels (default {SYNTHETIC_SIZE[0]} {SYNTHETIC_SIZE[1]})")  # fmt: skip
+                   help=f"synthetic frame size, pixels (default: {SYNTHETIC_SIZE[0]} {SYNTHETIC_SIZE[1]})")  # fmt: skip
     p.add_argument("--cityscapes-root", type=Path, default=None,
                    help="Cityscapes root for Fishyscapes release overlays (*_rgb.npz on leftImg8bit/val)")  # fmt: skip
 
 
+def _demo_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("meta_ood_demo"), help="output folder")
+    p.add_argument("--seed", type=int, default=2027, help="seed of the synthetic drive")
+    p.add_argument("--frames", type=_positive_int, default=200, help="frames in the drive (10 per second)")
+    p.add_argument("--size", type=int, nargs=2, default=list(SYNTHETIC_SIZE), metavar=("H", "W"),
+                   help="camera resolution, pixels")  # fmt: skip
+    p.add_argument("--bundle", default="default", help="bundle directory, or 'default' for the embedded demonstrator")
+    p.add_argument("--backend", choices=BACKENDS, default="onnxruntime", help="inference backend")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _replay_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("in_bag", type=Path, help="rosbag2 directory / .mcap / .db3 file, or a rosbag1 .bag")
+    p.add_argument("--out", type=Path, required=True, help="output bag directory (MCAP, metadata version 8)")
+    p.add_argument("--image-topic", action="append", help="image topic to process (repeat; default: all of them)")
+    p.add_argument("--label-topic", help="mono8 labels (0 / 1 / 255) matched by stamp, for pixel / SMIYC metrics")
+    p.add_argument("--params", type=Path,
+                   help="node parameter file (config/anomaly_node.param.yaml format); the options below override "
+                   "it")  # fmt: skip
+    p.add_argument("--bundle", help="bundle directory, or 'default' (default: the --params file's, else 'default')")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="inference backend (default: the --params file's, else onnxruntime)")  # fmt: skip
+    p.add_argument("--provider", action="append",
+                   help="onnxruntime backend: execution provider, repeated in order of preference: tensorrt, cuda, "
+                   "cpu (default: the --params file's, else cpu)")  # fmt: skip
+    p.add_argument("--device", help="torch backend: device cpu, cuda, cuda:1, ... (default: the --params file's, "
+                   "else cpu)")  # fmt: skip
+    p.add_argument("--engine", help="tensorrt backend: engine file (default: the --params file's, else the bundle's, "
+                   "else one built into the engine cache)")  # fmt: skip
+    p.add_argument("--rebuild", action=argparse.BooleanOptionalAction, default=None,
+                   help="tensorrt backend: build a missing or mismatched engine into the engine cache; --no-rebuild "
+                   "stops with an error instead (default: the --params file's trt_rebuild, else build)")  # fmt: skip
+    p.add_argument("--threads", type=int,
+                   help="CPU inference threads (default: the --params file's, else the backend's)")  # fmt: skip
+    p.add_argument("--threshold", type=float,
+                   help="anomaly threshold in [0, 1] (default: the --params file's, else the bundle's)")  # fmt: skip
+    p.add_argument("--no-score", action="store_true", help="do not write the anomaly_score topics")
+    p.add_argument("--summary", type=Path, help="JSON summary to write")
+    p.add_argument("--video", type=Path, help="annotated MP4 of the first camera")
+    p.add_argument("--per-frame", action="store_true", help="add one record per frame to the summary")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--salvage", action="store_true", help="read an MCAP recording cut short up to its damage")
+    p.add_argument("--realtime", action="store_true",
+                   help="play at the recorded rate through the node's newest-frame scheduler (frames it cannot "
+                   "keep up with are dropped, as live); default: every frame, as fast as it goes")  # fmt: skip
+
+
+def _evaluate_options(p: argparse.ArgumentParser) -> None:
+    _add_dataset_options(p)
+    p.add_argument("--min-pred-size", type=int, default=50, help="SMIYC: smallest predicted component, pixels")
+    p.add_argument("--min-gt-size", type=int, default=10, help="SMIYC: smallest ground-truth component, pixels")
+    p.add_argument("--report", type=Path, required=True, help="JSON report to write")
+    p.add_argument("--plots", type=Path, default=None,
+                   help="folder for the meta classifier's ROC / PR plots (default: no plots)")  # fmt: skip
+
+
+def _add_network_options(p: argparse.ArgumentParser) -> None:
+    """How to read a checkpoint's network (export-onnx, make-bundle)."""
+    p.add_argument("--architecture", default=None,
+                   help="deeplabv3plus_wrn38, deeplabv3plus_resnet18 or deeplabv3plus_light (default: the "
+                   "train-ood checkpoint's)")  # fmt: skip
+    p.add_argument("--num-classes", type=int, default=None, help="output classes (default: the checkpoint's, or 19)")
+    p.add_argument("--model-width", type=int, default=None,
+                   help="width of deeplabv3plus_light / deeplabv3plus_resnet18 (default: the checkpoint's, or 32 / "
+                   "64)")  # fmt: skip
+
+
+def _export_onnx_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path,
+                   help="network weights: a train-ood checkpoint, the published {'state_dict': ...} .pth, a state "
+                   "dict or .safetensors (read with weights only)")  # fmt: skip
+    _add_network_options(p)
+    p.add_argument("--bundle", help="export the network of a bundle instead: a folder, or 'default'")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output .onnx file (default with --bundle: <bundle>/model.onnx); inside the --bundle folder "
+                   "it becomes the bundle's ONNX graph")  # fmt: skip
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="input height and width, pixels (default with --bundle: the bundle's)")  # fmt: skip
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
+    p.add_argument("--heatmaps", action="store_true", help="also output probs, score, E, D, V, argmax")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+
+
+def _build_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--onnx", type=Path, required=True, help="ONNX graph (from export-onnx)")
+    p.add_argument("--out", type=Path, required=True, help="engine file; its build record goes to OUT.json")
+    p.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
+    p.add_argument("--workspace-mb", type=int, default=4096, help="builder workspace limit, MiB")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="input size of a graph with a dynamic one (default: the graph's)")  # fmt: skip
+    p.add_argument("--build-only", action="store_true", help="build and record only; do not run the engine")
+
+
+def _build_coco_ood_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--coco-root", type=Path, required=True,
+                   help="COCO root: annotations/instances_<split>.json and <split>/*.jpg")  # fmt: skip
+    p.add_argument("--split", default="train2017", help="COCO split")
+    p.add_argument("--out", type=Path, required=True, help="output folder: masks/ and index.json")
+    p.add_argument("--min-side", type=int, default=0, help="drop images whose shorter side is below this, pixels")
+
+
+def _train_ood_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, required=True,
+                   help="YAML file with the keys of config/train_ood.yaml (cityscapes_root and coco_ood_root "
+                   "set)")  # fmt: skip
+
+
+def _make_bundle_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help="train-ood checkpoint (last.pt), published {'state_dict': ...} .pth, or "
+                   ".safetensors")  # fmt: skip
+    _add_network_options(p)
+    p.add_argument("--class-names", default=None,
+                   help="comma-separated class names (default: the 19 Cityscapes train ids)")  # fmt: skip
+    p.add_argument("--meta", type=Path, default=None,
+                   help="meta classifier from meta-train (.json + .npz) (default: none, every component is "
+                   "kept)")  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="network input, pixels (default: 512 1024, Cityscapes at half resolution)")  # fmt: skip
+    p.add_argument("--metric-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="metric grid of score, components, meta classifier and brake (default: the input "
+                   "size)")  # fmt: skip
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="anomaly threshold t")
+    p.add_argument("--max-p-false-positive", type=float, default=DEFAULT_MAX_P_FALSE_POSITIVE,
+                   help="meta-classifier cut: components with P(false positive) >= it are removed")  # fmt: skip
+    p.add_argument("--calibration", default="auto",
+                   help="domain-monitor calibration frames: auto, none, synthetic[:SEED] or cityscapes:ROOT[:SPLIT] "
+                   "(split default val; frames evenly spaced over it) (default: auto: Cityscapes val of the "
+                   "train-ood checkpoint's cityscapes_root when it has at least 20 images, else none with a "
+                   "warning)")  # fmt: skip
+    p.add_argument("--calibration-frames", type=int, default=None,
+                   help="calibration frames, at least 20 (default: 100)")  # fmt: skip
+
+
+def _extract_metrics_options(p: argparse.ArgumentParser) -> None:
+    _add_dataset_options(p)
+    p.add_argument("--group", choices=("frame", "sequence"), default="sequence",
+                   help="cross-validation groups: LostAndFound sequences or single frames")  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, help="features file to write (.npz)")
+
+
+def _meta_cv_options(p: argparse.ArgumentParser) -> None:
+    _add_training_options(p)
+    p.add_argument("--classifier", choices=("lr", "mlp"), required=True, help="logistic regression or MLP")
+    _add_cv_options(p)
+    p.add_argument("--report", type=Path, required=True, help="JSON report to write")
+    p.add_argument("--plots", type=Path, default=None, help="folder for roc.png and pr.png (default: no plots)")
+
+
+def _meta_train_options(p: argparse.ArgumentParser) -> None:
+    _add_training_options(p)
+    p.add_argument("--classifier", choices=("lr", "mlp"), required=True, help="logistic regression or MLP")
+    p.add_argument("--out", type=Path, required=True, help="artifact path (.json; the .npz goes beside it)")
+
+
+def _lars_options(p: argparse.ArgumentParser) -> None:
+    _add_training_options(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_cv_options(p)
+    p.add_argument("--max-metrics", type=_positive_int, default=None,
+                   help="evaluate N = 1..this many metrics (default: all)")  # fmt: skip
+
+
+def _build_default_bundle_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, type=Path, help="output folder (default: the package's default bundle)")
+    p.add_argument("--smoke", action="store_true", help="tiny, fast run that checks the pipeline only")
+
+
+def _results_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=Path("docs"), type=Path, help="folder for RESULTS.md and results/*.png")
+    p.add_argument("--smoke", action="store_true", help="tiny, fast run that checks every step only")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``meta-ood`` subcommand: its name, function (the first paragraph of its docstring is the description),
+    options and one example command line."""
+
+    name: str
+    func: Callable[[argparse.Namespace], int | None]
+    options: Callable[[argparse.ArgumentParser], None]
+    example: str
+
+    @property
+    def description(self) -> str:
+        """The first paragraph of the function's docstring, on one line."""
+        return " ".join((self.func.__doc__ or "").strip().split("\n\n")[0].split())
+
+
+def command_groups() -> tuple[tuple[str, tuple[Command, ...]], ...]:
+    """The subcommands in ``meta-ood --help`` order under their group headings, running a bundle first (built when
+    the parser is, so that the ``cmd_*`` functions are looked up then)."""
+    return (
+        ("run a bundle", (
+            Command("demo", cmd_demo, _demo_options, "meta-ood demo --out meta_ood_demo --frames 100"),
+            Command("replay", cmd_replay, _replay_options,
+                    "meta-ood replay drive_bag --out out_bag --summary summary.json --video drive.mp4"),
+            Command("evaluate", cmd_evaluate, _evaluate_options,
+                    "meta-ood evaluate --bundle default --dataset synthetic --seed 5 --frames 60 --report eval.json"),
+        )),
+        ("deploy a bundle's network", (
+            Command("export-onnx", cmd_export_onnx, _export_onnx_options,
+                    "meta-ood export-onnx --bundle bundles/car --heatmaps --dynamic --out car_heatmaps.onnx"),
+            Command("build-engine", cmd_build_engine, _build_engine_options,
+                    "meta-ood build-engine --onnx bundles/car/model.onnx --out bundles/car/model.engine --fp16"),
+        )),
+        ("train and package a bundle (pip install 'meta_ood_perception[training]')", (
+            Command("build-coco-ood", cmd_build_coco_ood, _build_coco_ood_options,
+                    "meta-ood build-coco-ood --coco-root coco --out data/coco_ood"),
+            Command("train-ood", cmd_train_ood, _train_ood_options, "meta-ood train-ood --config my_train.yaml"),
+            Command("make-bundle", cmd_make_bundle, _make_bundle_options,
+                    "meta-ood make-bundle --checkpoint runs/ood/last.pt --meta meta/mlp.json --out bundles/car"),
+            Command("extract-metrics", cmd_extract_metrics, _extract_metrics_options,
+                    "meta-ood extract-metrics --bundle bundles/keep_all --dataset lostandfound --root lostandfound "
+                    "--out laf.npz"),
+            Command("meta-cv", cmd_meta_cv, _meta_cv_options,
+                    "meta-ood meta-cv --features laf.npz --classifier mlp --report cv.json"),
+            Command("meta-train", cmd_meta_train, _meta_train_options,
+                    "meta-ood meta-train --features laf.npz --classifier mlp --out meta/mlp.json"),
+            Command("lars", cmd_lars, _lars_options, "meta-ood lars --features laf.npz --out lars --max-metrics 20"),
+        )),
+        ("the synthetic world", (
+            Command("build-default-bundle", cmd_build_default_bundle, _build_default_bundle_options,
+                    "meta-ood build-default-bundle --smoke --out smoke_bundle"),
+            Command("results", cmd_results, _results_options, "meta-ood results --smoke --out /tmp/results"),
+        )),
+    )  # fmt: skip
+
+
+#: What ``meta-ood --help`` says before its list of commands.
+SUMMARY = ("Meta-OoD anomaly segmentation for ROS 2: run a bundle on bags and data sets, deploy its network, and "
+           "train and package bundles.")  # fmt: skip
+#: Examples at the end of ``meta-ood --help``.
+TOP_EXAMPLES = ("meta-ood demo", "meta-ood replay drive_bag --out out_bag --summary summary.json",
+                "meta-ood demo --help")  # fmt: skip
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written (their line breaks kept), and each option's default appended as
+    ``(default: …)`` unless its help states it already or the default says nothing (None, a flag's False, a
+    required option, a positional argument)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "(default" in text
+            or "default:" in text
+            or not action.option_strings
+            or action.required
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+        ):
+            return action.help
+        shown = " ".join(str(v) for v in default) if isinstance(default, list | tuple) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})".strip()
+
+
+def package_version() -> str:
+    """The installed distribution's version, else the package's ``__version__`` (a source tree on ``sys.path``)."""
+    try:
+        return importlib.metadata.version("meta_ood_perception")
+    except importlib.metadata.PackageNotFoundError:
+        import meta_ood_perception
+
+        return str(getattr(meta_ood_perception, "__version__", "unknown"))
+
+
+def _command_list(width: int) -> str:
+    """The grouped command list of ``meta-ood --help``: a heading per group, one wrapped line per command."""
+    lines = ["commands (meta-ood COMMAND --help: what it does, its options and defaults, an example):"]
+    for heading, commands in command_groups():
+        lines.append(f"  {heading}:")
+        for command in commands:
+            lines.append(textwrap.fill(command.description, width, initial_indent=f"    {command.name:<22}",
+                                       subsequent_indent=" " * 26))  # fmt: skip
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``meta-ood`` argument parser."""
-    parser = argparse.ArgumentParser(prog="meta-ood", description=__doc__)
+    """The ``meta-ood`` argument parser: subcommands in :func:`command_groups` order, each with its description,
+    defaults and an example."""
+    width = max(60, min(shutil.get_terminal_size().columns - 2, 118))
+    parser = argparse.ArgumentParser(
+        prog="meta-ood", usage="%(prog)s [-h] [-v] [--version] COMMAND [options]", formatter_class=HelpFormatter,
+        description=f"{textwrap.fill(SUMMARY, width)}\n\n{_command_list(width)}",
+        epilog="examples:\n" + "\n".join(f"  {example}" for example in TOP_EXAMPLES),
+    )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    cv = sub.add_parser("meta-cv", help=cmd_meta_cv.__doc__)
-    _add_training_options(cv)
-    cv.add_argument("--classifier", choices=("lr", "mlp"), required=True)
-    cv.add_argument("--cv", choices=("loo", "group-kfold"), default="group-kfold")
-    cv.add_argument("--folds", type=int, default=5, help="folds of group-kfold")
-    cv.add_argument(
-        "--standardize",
-        choices=("train", "pooled"),
-        default="train",
-        help="statistics from each training fold (train) or from all data (pooled, the reference)",
-    )
-    cv.add_argument("--report", type=Path, required=True, help="JSON report to write")
-    cv.add_argument("--plots", type=Path, default=None, help="folder for roc.png and pr.png")
-    cv.set_defaults(func=cmd_meta_cv)
-
-    train = sub.add_parser("meta-train", help=cmd_meta_train.__doc__)
-    _add_training_options(train)
-    train.add_argument("--classifier", choices=("lr", "mlp"), required=True)
-    train.add_argument("--out", type=Path, required=True, help="artifact path (.json; the .npz goes beside it)")
-    train.set_defaults(func=cmd_meta_train)
-
-    lars = sub.add_parser("lars", help=cmd_lars.__doc__)
-    _add_training_options(lars)
-    lars.add_argument("--out", type=Path, required=True, help="output folder")
-    lars.add_argument("--cv", choices=("loo", "group-kfold"), default="group-kfold")
-    lars.add_argument("--folds", type=int, default=5)
-    lars.add_argument("--standardize", choices=("train", "pooled"), default="train")
-    lars.add_argument("--max-metrics", type=int, default=None, help="evaluate N = 1..this many metrics")
-    lars.set_defaults(func=cmd_lars)
-
-    coco = sub.add_parser("build-coco-ood", help=cmd_build_coco_ood.__doc__)
-    coco.add_argument("--coco-root", type=Path, required=True,
-                      help="COCO root: annotations/instances_<split>.json and <split>/*.jpg")  # fmt: skip
-    coco.add_argument("--split", default="train2017", help="COCO split (default train2017)")
-    coco.add_argument("--out", type=Path, required=True, help="output folder: masks/ and index.json")
-    coco.add_argument("--min-side", type=int, default=0, help="drop images whose shorter side is below this (px)")
-    coco.set_defaults(func=cmd_build_coco_ood)
-
-    mb = sub.add_parser("make-bundle", help=cmd_make_bundle.__doc__)
-    mb.add_argument(
-        "--checkpoint",
-        type=Path,
-        required=True,
-        help="train-ood checkpoint (last.pt), published {'state_dict': ...} .pth, or .safetensors",
-    )
-    mb.add_argument("--architecture", default=None,
-                    help="deeplabv3plus_wrn38, deeplabv3plus_resnet18 or deeplabv3plus_light (default: the "
-                    "train-ood checkpoint's)")  # fmt: skip
-    mb.add_argument("--num-classes", type=int, default=None, help="output classes (default: the checkpoint's, or 19)")
-    mb.add_argument("--model-width", type=int, default=None, help="width option of the light models")
-    mb.add_argument("--class-names", default=None,
-                    help="comma-separated class names (default: the 19 Cityscapes train ids)")  # fmt: skip
-    mb.add_argument(
-        "--meta",
-        type=Path,
-        default=None,
-        help="meta classifier from meta-train (.json + .npz); without it every component is kept",
-    )
-    mb.add_argument("--out", type=Path, required=True, help="bundle folder to write")
-    mb.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                    help="network input, pixels (default 512 1024: Cityscapes at half resolution)")  # fmt: skip
-    mb.add_argument(
-        "--metric-size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        default=None,
-        help="metric grid of score, components, meta classifier, brake (default: the input size)",
-    )
-    mb.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                    help="anomaly threshold t (default %(default)s)")  # fmt: skip
-    mb.add_argument("--max-p-false-positive", type=float, default=DEFAULT_MAX_P_FALSE_POSITIVE,
-                    help="meta-classifier cut: components with P(false positive) >= it are removed (default "
-                    "%(default)s)")  # fmt: skip
-    mb.add_argument("--calibration", default="auto",
-                    help="domain-monitor calibration frames: auto (default: Cityscapes val of the train-ood "
-                    "checkpoint's cityscapes_root when it has at least 20 images, else none with a warning), none, "
-                    "synthetic[:SEED] or cityscapes:ROOT[:SPLIT] (split default val; frames evenly spaced over "
-                    "it)")  # fmt: skip
-    mb.add_argument(
-        "--calibration-frames", type=int, default=None, help="calibration frames, at least 20 (default 100)"
-    )
-    mb.set_defaults(func=cmd_make_bundle)
-
-    train_ood = sub.add_parser("train-ood", help=cmd_train_ood.__doc__)
-    train_ood.add_argument("--config", type=Path, required=True, help="YAML file with OoDTrainConfig keys")
-    train_ood.set_defaults(func=cmd_train_ood)
-
-    ext = sub.add_parser("extract-metrics", help=cmd_extract_metrics.__doc__)
-    _add_dataset_options(ext)
-    ext.add_argument("--group", choices=("frame", "sequence"), default="sequence",
-                     help="cross-validation groups: LostAndFound sequences (default) or single frames")  # fmt: skip
-    ext.add_argument("--out", type=Path, required=True, help="features file to write (.npz)")
-    ext.set_defaults(func=cmd_extract_metrics)
-
-    ev = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
-    _add_dataset_options(ev)
-    ev.add_argument("--min-pred-size", type=int, default=50, help="SMIYC: smallest predicted component (px)")
-    ev.add_argument("--min-gt-size", type=int, default=10, help="SMIYC: smallest ground-truth component (px)")
-    ev.add_argument("--report", type=Path, required=True, help="JSON report to write")
-    ev.add_argument("--plots", type=Path, default=None, help="folder for the meta classifier's ROC / PR plots")
-    ev.set_defaults(func=cmd_evaluate)
-
-    bdb = sub.add_parser("build-default-bundle", help=cmd_build_default_bundle.__doc__)
-    bdb.add_argument("--out", default=None, type=Path, help="output folder (default: the package's default bundle)")
-    bdb.add_argument("--smoke", action="store_true", help="tiny, fast run that checks the pipeline only")
-    bdb.set_defaults(func=cmd_build_default_bundle)
-    exp = sub.add_parser("export-onnx", help=cmd_export_onnx.__doc__)
-    exp.add_argument("--checkpoint", type=Path,
-                     help="network weights: a train-ood checkpoint, the published {'state_dict': ...} .pth, a state "
-                     "dict or .safetensors (read with weights only)")  # fmt: skip
-    exp.add_argument("--architecture", default=None,
-                     help="deeplabv3plus_wrn38, deeplabv3plus_resnet18 or deeplabv3plus_light (default: the "
-                     "train-ood checkpoint's)")  # fmt: skip
-    exp.add_argument("--num-classes", type=int, default=None, help="output classes (default: the checkpoint's, or 19)")
-    exp.add_argument("--model-width", type=int, default=None, help="width option of deeplabv3plus_light")
-    exp.add_argument("--bundle", help="export the network of a bundle instead (a folder or 'default')")
-    exp.add_argument("--out", type=Path, default=None,
-                     help="output .onnx file (with --bundle default <bundle>/model.onnx); inside the --bundle folder "
-                     "it becomes the bundle's ONNX graph")  # fmt: skip
-    exp.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input height and width, pixels")
-    exp.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
-    exp.add_argument("--heatmaps", action="store_true", help="also output probs, score, E, D, V, argmax")
-    exp.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    exp.set_defaults(func=cmd_export_onnx)
-    eng = sub.add_parser("build-engine", help=cmd_build_engine.__doc__)
-    eng.add_argument("--onnx", type=Path, required=True, help="ONNX graph (from export-onnx)")
-    eng.add_argument("--out", type=Path, required=True, help="engine file; its build record goes to OUT.json")
-    eng.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
-    eng.add_argument("--workspace-mb", type=int, default=4096, help="builder workspace limit, MiB")
-    eng.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size for a dynamic graph")
-    eng.add_argument("--build-only", action="store_true", help="build and record only; do not run the engine")
-    eng.set_defaults(func=cmd_build_engine)
-    res = sub.add_parser("results", help=cmd_results.__doc__)
-    res.add_argument("--out", default=Path("docs"), type=Path, help="folder for RESULTS.md and results/*.png")
-    res.add_argument("--smoke", action="store_true", help="tiny, fast run that checks every step only")
-    res.set_defaults(func=cmd_results)
-    rep = sub.add_parser("replay", help=cmd_replay.__doc__)
-    rep.add_argument("in_bag", type=Path, help="rosbag2 directory / .mcap / .db3 file, or a rosbag1 .bag")
-    rep.add_argument("--out", type=Path, required=True, help="output bag directory (MCAP, metadata version 8)")
-    rep.add_argument("--image-topic", action="append", help="image topic to process (repeat; default: all of them)")
-    rep.add_argument("--label-topic", help="mono8 labels (0 / 1 / 255) matched by stamp, for pixel / SMIYC metrics")
-    rep.add_argument("--params", type=Path, help="node parameter file (config/anomaly_node.param.yaml format)")
-    rep.add_argument("--bundle", help="bundle directory or 'default' (overrides --params)")
-    rep.add_argument("--backend", help="onnxruntime (default), torch or tensorrt")
-    rep.add_argument("--provider", action="append", help="onnxruntime provider in order: tensorrt, cuda, cpu")
-    rep.add_argument("--device", help="torch backend device (cpu, cuda)")
-    rep.add_argument("--engine", help="tensorrt backend engine file")
-    rep.add_argument("--threads", type=int, help="CPU inference threads")
-    rep.add_argument("--threshold", type=float, help="anomaly threshold in [0, 1] (default: the bundle's)")
-    rep.add_argument("--no-score", action="store_true", help="do not write the anomaly_score topics")
-    rep.add_argument("--summary", type=Path, help="JSON summary to write")
-    rep.add_argument("--video", type=Path, help="annotated MP4 of the first camera")
-    rep.add_argument("--per-frame", action="store_true", help="add one record per frame to the summary")
-    rep.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    rep.add_argument("--salvage", action="store_true", help="read an MCAP recording cut short up to its damage")
-    rep.add_argument("--realtime", action="store_true",
-                     help="play at the recorded rate through the node's newest-frame scheduler (frames it cannot "
-                          "keep up with are dropped, as live); default: every frame, as fast as it goes")  # fmt: skip
-    rep.set_defaults(func=cmd_replay)
-    demo = sub.add_parser("demo", help=cmd_demo.__doc__)
-    demo.add_argument("--out", type=Path, default=Path("meta_ood_demo"), help="output folder (default meta_ood_demo)")
-    demo.add_argument("--seed", type=int, default=2027, help="seed of the synthetic drive")
-    demo.add_argument("--frames", type=int, default=200, help="frames in the drive (10 per second)")
-    demo.add_argument("--size", type=int, nargs=2, default=list(SYNTHETIC_SIZE), metavar=("H", "W"),
-                      help="camera resolution (default %(default)s)")  # fmt: skip
-    demo.add_argument("--bundle", default="default", help="bundle directory or 'default'")
-    demo.add_argument("--backend", default="onnxruntime", help="onnxruntime, torch or tensorrt")
-    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
-    demo.set_defaults(func=cmd_demo)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, help=argparse.SUPPRESS,
+                                prog=parser.prog)  # the command list is in the description, grouped  # fmt: skip
+    for _, commands in command_groups():
+        for command in commands:
+            p = sub.add_parser(command.name, formatter_class=HelpFormatter, epilog=f"example:\n  {command.example}",
+                               description=textwrap.fill(command.description, width))  # fmt: skip
+            command.options(p)
+            p.set_defaults(func=command.func)
     return parser
 
 

@@ -533,4 +533,4 @@ def test_cli_defaults_are_the_named_constants():
     assert args.calibration == "auto" and args.calibration_frames is None  # resolved to DEFAULT_CALIBRATION_FRAMES
     sub = next(a for a in parser._actions if a.dest == "command").choices["make-bundle"]
     text = " ".join(sub.format_help().split())
-    assert f"at least {MIN_CALIBRATION_FRAMES} (default {DEFAULT_CALIBRATION_FRAMES})" in text
+    assert f"at least {MIN_CALIBRATION_FRAMES} (default: {DEFAULT_CALIBRATION_FRAMES})" in text

@@ -76,7 +76,7 @@ def test_a_bundle_without_an_engine_names_the_way_to_build_one(tmp_path, monkeyp
     from meta_ood_perception.errors import ConfigError
 
     bundle = load_bundle("default")
-    with pytest.raises(ConfigError, match="rebuild=True"):
+    with pytest.raises(ConfigError, match="--rebuild; node parameter: trt_rebuild"):
         TensorRTBackend.from_bundle(bundle)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     cache = engine_cache_path(bundle.file("onnx"))

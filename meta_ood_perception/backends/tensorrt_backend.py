@@ -119,6 +119,26 @@ def _reuse_or_build(target: Path, system: dict[str, Any], reason: str, build: Ca
     return info
 
 
+def engine_remedy(onnx: str | Path | None) -> str:
+    """What to do about a missing or mismatched engine, in the words of both front ends (the backend does not know
+    whether ``meta-ood`` or the node created it): their engine setting, their rebuild switch when the bundle has an
+    ONNX graph (``onnx``) to build from, and ``meta-ood build-engine``."""
+    if onnx is None:
+        return ("give an engine file (command line: --engine; node parameter: engine) or first export the bundle's "
+                "ONNX graph to build one from (meta-ood export-onnx --bundle BUNDLE)")  # fmt: skip
+    return ("give an engine file (command line: --engine; node parameter: engine), turn building on (command line: "
+            "--rebuild; node parameter: trt_rebuild true) to build one from the bundle's ONNX graph into the engine "
+            f"cache, or build one with: meta-ood build-engine --onnx {onnx} --out ENGINE")  # fmt: skip
+
+
+def missing_engine_message(onnx: str | Path | None) -> str:
+    """The one-line error of a bundle without a TensorRT engine when none may be built (``onnx``: the bundle's ONNX
+    graph, None when it has none)."""
+    if onnx is None:
+        return f"tensorrt backend: the bundle has neither a TensorRT engine nor an ONNX graph: {engine_remedy(None)}"
+    return f"tensorrt backend: the bundle has no TensorRT engine and building one is off: {engine_remedy(onnx)}"
+
+
 def engine_info_path(engine: str | Path) -> Path:
     """The JSON written beside ``engine``."""
     return Path(str(engine) + ".json")
@@ -295,7 +315,7 @@ class TensorRTBackend:
             info = _checked(engine, system)
         except EngineMismatchError as err:
             if not (rebuild and onnx is not None and input_shape is not None):
-                raise
+                raise EngineMismatchError(f"{err}; {engine_remedy(onnx)}") from err
             engine = Path(rebuild_to) if rebuild_to is not None else engine
             build = functools.partial(build_engine, onnx, engine, input_shape=input_shape, fp16=fp16,
                                       workspace_mb=workspace_mb, device_id=device_id)  # fmt: skip
@@ -317,7 +337,8 @@ class TensorRTBackend:
                 shape = tuple(int(v) for v in self._engine.get_tensor_shape(tensor))
                 if any(v < 0 for v in shape):  # dynamic dimensions: fix them to the bundle's input size
                     if input_shape is None:
-                        raise EngineMismatchError(f"{engine}: the engine's input {shape} is dynamic; give input_shape")
+                        raise EngineMismatchError(f"{engine}: the engine's input {shape} is dynamic and no input "
+                                                  "size was given")  # fmt: skip
                     shape = tuple(input_shape)
                     self._context.set_input_shape(tensor, shape)
                 self._input_shape = shape
@@ -357,8 +378,7 @@ class TensorRTBackend:
         if engine is None and cache is not None and (cache.is_file() or options.get("rebuild")):
             engine = cache
         if engine is None:
-            raise ConfigError("tensorrt backend: the bundle has no TensorRT engine; pass engine=... or "
-                              "rebuild=True to build one from its ONNX graph into the cache")  # fmt: skip
+            raise ConfigError(missing_engine_message(onnx))
         return cls(engine, rebuild_to=cache, **options)
 
     def run(self, batch: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[Any]]:
