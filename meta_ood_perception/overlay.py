@@ -12,6 +12,7 @@ KEPT = (0, 0, 255)  # BGR red: kept anomalies
 REJECTED = (160, 160, 160)  # grey: removed by the meta classifier
 CORRIDOR = (0, 200, 255)
 UNAVAILABLE = (0, 165, 255)  # orange banner: perception not live
+WARN = (0, 190, 230)  # amber banner: a hazard seen, not yet worth braking (risk below brake.min_risk)
 
 
 def annotate(
@@ -44,6 +45,8 @@ def annotate(
         text, color = "OUTSIDE THE BUNDLE'S DOMAIN: UNAVAILABLE" if outside else "PERCEPTION UNAVAILABLE", UNAVAILABLE
     elif hint.active:
         text, color = f"BRAKE  risk {hint.risk:.2f}", (0, 0, 220)
+    elif hint.seen:  # a persistent hazard below brake.min_risk: seen, not yet worth braking
+        text, color = f"WARN  risk {hint.risk:.2f}", WARN
     else:
         text, color = f"clear  risk {hint.risk:.2f}", (40, 140, 40)
     _banner(bgr, f"{text}  {label}".strip(), color)

@@ -231,3 +231,19 @@ def test_a_component_at_the_cut_does_not_count():
     labels = np.zeros((10, 10), np.int32)
     labels[8, 5] = 1
     assert not p.update(labels, [0.5]).hit and p.update(labels, [0.49]).hit
+
+
+def test_the_overlay_banner_tells_warn_from_brake_and_clear():
+    from types import SimpleNamespace
+
+    from meta_ood_perception.overlay import annotate
+
+    image = np.zeros((H, W, 3), np.uint8)
+
+    def banner(hint: BrakeHint) -> tuple[int, ...]:
+        result = SimpleNamespace(mask=np.zeros((H, W), np.uint8), components=(), brake=hint, domain=None)
+        return tuple(int(v) for v in annotate(image, result)[2, W - 2])  # a banner pixel past the text
+
+    warn, brake = banner(BrakeHint(False, 0.1, "warn", seen=True)), banner(BrakeHint(True, 0.6, "brake", seen=True))
+    clear = banner(BrakeHint(False, 0.0, "clear"))
+    assert len({warn, brake, clear}) == 3

@@ -2,9 +2,10 @@
 
 Writes into one folder: ``drive/`` (the input bag: camera frames and their hazard labels), ``anomaly_bag/`` (the
 node's outputs, MCAP), ``annotated.mp4`` (mask overlay, component boxes, brake state), ``timeline.png`` (brake risk
-and state, components, latency per frame), ``latency.png`` (per-stage latency), ``frames.png`` (four annotated
-frames), ``summary.json`` (the replay summary) and ``REPORT.md`` (pixel and component metrics, brake events,
-latency). Needs no GPU, ROS or dataset.
+against ``brake.min_risk``, warn and brake phases, components, latency per frame), ``latency.png`` (per-stage
+latency), ``frames.png`` (four annotated frames), ``summary.json`` (the replay summary) and ``REPORT.md`` (pixel and
+component metrics, the brake hint's timeline — warn: hazard seen, not yet worth braking; brake: active — and its
+events, latency). Needs no GPU, ROS or dataset.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from meta_ood_perception.brake import BrakeState
 from meta_ood_perception.errors import ConfigError, FaultError
 from meta_ood_perception.ros.params import NodeConfig
 from meta_ood_perception.ros.replay import ReplayOptions, replay
@@ -30,6 +32,9 @@ LOG = logging.getLogger(__name__)
 MARKER = ".meta_ood_demo"
 OUTPUTS = ("drive", "anomaly_bag", "annotated.mp4", "timeline.png", "latency.png", "frames.png", "summary.json",
            "REPORT.md")  # fmt: skip
+#: The phases the brake timeline tells apart: a candidate (a hit, not yet persistent) is still clear.
+PHASES: dict[BrakeState, str] = {"clear": "clear", "candidate": "clear", "warn": "warn", "brake": "brake",
+                                 "unavailable": "unavailable"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ class DemoConfig:
 
 
 def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
-    """Run the demo (see the module docstring); returns the replay summary with ``"paths"`` added."""
+    """Run the demo (see the module docstring); returns the replay summary with ``"brake"`` (:func:`brake_summary`)
+    and ``"paths"`` added."""
     out = config.out
     marker = out / MARKER
     if out.exists() and not out.is_dir():
@@ -82,6 +88,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
         summary = replay(out / "drive", out / "anomaly_bag", node, options,
                          on_frame=lambda done, total: bar.update(done - bar.n))  # fmt: skip
     summary["drive_bag_s"] = t_bag
+    summary["brake"] = brake_summary(summary, node.pipeline.brake.min_risk)
     plot_timeline(summary, out / "timeline.png")
     plot_latency(summary, out / "latency.png")
     sample_frames(out / "annotated.mp4", out / "frames.png")
@@ -92,7 +99,8 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
 
 
 def plot_timeline(summary: dict[str, Any], path: Path) -> None:
-    """Brake risk / state, kept and all components, and total latency per frame (needs ``per_frame`` records)."""
+    """Brake risk (against ``min_risk`` when ``summary["brake"]`` has it) with the warn and brake phases, kept and
+    all components, and total latency per frame (needs ``per_frame`` records)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,7 +111,13 @@ def plot_timeline(summary: dict[str, Any], path: Path) -> None:
     t = np.array([(f["stamp_ns"] - t0) / 1e9 for f in frames])
     fig, axes = plt.subplots(3, 1, figsize=(9, 6.5), sharex=True)
     axes[0].plot(t, [f["risk"] for f in frames], color="tab:red", label="risk")
-    axes[0].fill_between(t, 0, [1.0 if f["active"] else 0.0 for f in frames], color="tab:red", alpha=0.15,
+    min_risk = summary.get("brake", {}).get("min_risk")
+    if min_risk is not None:
+        axes[0].axhline(min_risk, color="tab:red", linestyle="--", linewidth=0.8, label=f"min_risk {min_risk:g}")
+    phases = [PHASES[f["state"]] for f in frames]
+    axes[0].fill_between(t, 0, [1.0 if p == "warn" else 0.0 for p in phases], color="tab:orange", alpha=0.25,
+                         step="mid", label="warn: hazard seen, not yet worth braking")  # fmt: skip
+    axes[0].fill_between(t, 0, [1.0 if p == "brake" else 0.0 for p in phases], color="tab:red", alpha=0.15,
                          step="mid", label="brake hint active")  # fmt: skip
     axes[0].set_ylim(0, 1.05)
     axes[0].set_ylabel("brake")
@@ -119,6 +133,45 @@ def plot_timeline(summary: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def brake_summary(summary: dict[str, Any], min_risk: float) -> dict[str, Any]:
+    """The brake hint over the drive, from the replay's per-frame records (one camera).
+
+    Returns:
+        ``{"min_risk", "frames": {state: frames in it} for every :data:`~meta_ood_perception.brake.BrakeState`,
+        "timeline": [{"t_s", "phase", "risk"}]}``: the changes of phase (:data:`PHASES`: clear, warn, brake,
+        unavailable) in stamp order, ``t_s`` seconds since the first frame, ``risk`` the hint's risk then.
+    """
+    frames = [f for f in summary.get("frames", []) if f["stamp_ns"] is not None]
+    counts = {state: 0 for state in PHASES}
+    timeline: list[dict[str, Any]] = []
+    phase = "clear"
+    for f in frames:
+        counts[f["state"]] += 1
+        if PHASES[f["state"]] != phase:
+            phase = PHASES[f["state"]]
+            timeline.append({"t_s": (f["stamp_ns"] - frames[0]["stamp_ns"]) / 1e9, "phase": phase, "risk": f["risk"]})
+    return {"min_risk": min_risk, "frames": counts, "timeline": timeline}
+
+
+def brake_section(brake: dict[str, Any], processed: int) -> list[str]:
+    """REPORT.md lines on the brake hint: frames per phase and its timeline (see :func:`brake_summary`)."""
+    n = brake["frames"]
+    lines = [
+        "## Brake hint", "",
+        f"A hazard that persists in the corridor is *seen*; the hint turns *active* (brake) only once its risk reaches "
+        f"`brake.min_risk` = {brake['min_risk']:g} (risk = share of the last frames that hit × (1 − P(false "
+        "positive)) × corridor area / `full_risk_area_px`, capped at 1). Until then it *warns*: hazard seen, not "
+        "yet worth braking (DiagnosticStatus WARN).", "",
+        f"- frames: {n['brake']} brake, {n['warn']} warn, {n['candidate']} candidate (a hit, not yet persistent), "
+        f"{n['clear']} clear, {n['unavailable']} unavailable, of {processed} processed", "",
+        "| time, s | phase | risk |", "|---|---|---|",
+    ]  # fmt: skip
+    lines += [f"| {_fmt(e['t_s'], 1)} | {e['phase']} | {_fmt(e['risk'], 2)} |" for e in brake["timeline"]]
+    if not brake["timeline"]:
+        lines.append("| — | clear throughout | — |")
+    return [*lines, ""]
 
 
 def plot_latency(summary: dict[str, Any], path: Path) -> None:
@@ -218,6 +271,7 @@ def report(summary: dict[str, Any], config: DemoConfig) -> str:
         f"| {_fmt(pixel.get('auroc'))} | {_fmt(pixel.get('fpr95'))} | {_fmt(pixel.get('auprc'))} | "
         f"{_fmt(comp.get('sIoU_gt'))} | {_fmt(comp.get('PPV'))} | {_fmt(comp.get('mean_F1'))} |", "",
         *meta_section(summary),
+        *(brake_section(summary["brake"], summary["frames_processed"]) if "brake" in summary else []),
         "## Brake events", "", "| time, s | event | risk | reason |", "|---|---|---|---|",
     ]  # fmt: skip
     t0 = next((f["stamp_ns"] for f in summary.get("frames", []) if f["stamp_ns"] is not None), 0)

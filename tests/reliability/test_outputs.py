@@ -112,9 +112,10 @@ def test_demo_never_writes_into_a_foreign_folder(tmp_path):
         run_demo(DemoConfig(out=tmp_path / "file", frames=8, height=64, width=128), progress=False)
 
 
-def test_the_default_demo_shows_the_meta_classifier_removing_false_positives(tmp_path):
+def test_the_default_demo_shows_the_meta_classifier_removing_false_positives_and_warns_before_braking(tmp_path):
     """The demo's default drive through the embedded bundle: the hazard is found, the meta classifier removes
-    false-positive components and keeps most true detections, and the report counts both."""
+    false-positive components and keeps most true detections, and the report counts both. The approaching hazard
+    is first seen while small (warn: risk below brake.min_risk) and braked for only once its risk reaches it."""
     from meta_ood_training.demo import DemoConfig, run_demo
 
     summary = run_demo(DemoConfig(out=tmp_path / "demo", frames=60), progress=False)
@@ -124,3 +125,30 @@ def test_the_default_demo_shows_the_meta_classifier_removing_false_positives(tmp
     assert summary["frames_out_of_domain"] == 0
     report = (tmp_path / "demo" / "REPORT.md").read_text()
     assert f"| false-positive components (no hazard pixel) | {meta['false_positives_before']} | " in report
+
+    brake, frames = summary["brake"], summary["frames"]
+    min_risk = brake["min_risk"]
+    phases = [e["phase"] for e in brake["timeline"]]
+    assert "warn" in phases and "brake" in phases and phases.index("warn") < phases.index("brake")
+    assert all(f["risk"] < min_risk and not f["active"] for f in frames if f["state"] == "warn")
+    first_brake = next(f for f in frames if f["state"] == "brake")
+    assert first_brake["active"] and first_brake["risk"] >= min_risk
+    assert sum(brake["frames"].values()) == len(frames) and brake["frames"]["warn"] > 0
+    on = [e for e in summary["brake_events"] if e["event"] == "on"]
+    assert on and on[0]["stamp_ns"] == first_brake["stamp_ns"]  # the brake event is the end of the warning
+    assert f"`brake.min_risk` = {min_risk:g}" in report
+    assert f"- frames: {brake['frames']['brake']} brake, {brake['frames']['warn']} warn" in report
+    assert "| phase | risk |" in report and "| warn |" in report and "| brake |" in report
+
+
+def test_the_demo_brake_timeline_counts_states_and_lists_phase_changes():
+    from meta_ood_training.demo import brake_section, brake_summary
+
+    states = ["clear", "candidate", "clear", "candidate", "warn", "warn", "brake", "brake", "clear", "unavailable"]
+    frames = [{"stamp_ns": 10**9 + i * 10**8, "state": s, "risk": i / 10} for i, s in enumerate(states)]
+    brake = brake_summary({"frames": [*frames, {"stamp_ns": None, "state": "unavailable", "risk": 1.0}]}, 0.3)
+    assert brake["frames"] == {"clear": 3, "candidate": 2, "warn": 2, "brake": 2, "unavailable": 1}
+    timeline = [(round(e["t_s"], 3), e["phase"], e["risk"]) for e in brake["timeline"]]
+    assert timeline == [(0.4, "warn", 0.4), (0.6, "brake", 0.6), (0.8, "clear", 0.8), (0.9, "unavailable", 0.9)]
+    text = "\n".join(brake_section(brake, 10))
+    assert "| 0.4 | warn | 0.40 |" in text and "`brake.min_risk` = 0.3" in text and "of 10 processed" in text
