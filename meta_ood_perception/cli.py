@@ -407,7 +407,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Write a synthetic drive as a rosbag, replay it through the default bundle on the CPU, and write the output bag,
     an annotated video, plots and REPORT.md."""
     _training()
-    from meta_ood_training.demo import DemoConfig, run_demo
+    from meta_ood_training.demo import DemoConfig, brake_line, run_demo
 
     config = DemoConfig(out=args.out, seed=args.seed, frames=args.frames, height=args.size[0], width=args.size[1],
                         bundle=args.bundle, backend=args.backend)  # fmt: skip
@@ -416,6 +416,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     LOG.info("demo: %d frames, pixel AUROC %.3f / AUPRC %.3f, %d brake event(s), %.1f s", summary["frames_processed"],
              pixel.get("auroc") or float("nan"), pixel.get("auprc") or float("nan"), len(summary["brake_events"]),
              summary["demo_s"])  # fmt: skip
+    LOG.info("demo: %s", brake_line(summary["brake"]))
     LOG.info("demo: wrote %s (report %s, video %s)", args.out, summary["paths"]["REPORT.md"],
              summary["paths"]["annotated.mp4"])  # fmt: skip
     return _replay_status(summary)

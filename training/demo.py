@@ -155,6 +155,13 @@ def brake_summary(summary: dict[str, Any], min_risk: float) -> dict[str, Any]:
     return {"min_risk": min_risk, "frames": counts, "timeline": timeline}
 
 
+def brake_line(brake: dict[str, Any]) -> str:
+    """One log line on the brake hint (see :func:`brake_summary`): its phase changes, then frames warn / brake."""
+    changes = ", ".join(f"{e['phase']} at {e['t_s']:.1f} s (risk {e['risk']:.2f})" for e in brake["timeline"])
+    return (f"brake hint: {changes or 'clear throughout'}; {brake['frames']['warn']} warn, {brake['frames']['brake']} "
+            f"brake frames (min_risk {brake['min_risk']:g})")  # fmt: skip
+
+
 def brake_section(brake: dict[str, Any], processed: int) -> list[str]:
     """REPORT.md lines on the brake hint: frames per phase and its timeline (see :func:`brake_summary`)."""
     n = brake["frames"]

@@ -142,7 +142,7 @@ def test_the_default_demo_shows_the_meta_classifier_removing_false_positives_and
 
 
 def test_the_demo_brake_timeline_counts_states_and_lists_phase_changes():
-    from meta_ood_training.demo import brake_section, brake_summary
+    from meta_ood_training.demo import brake_line, brake_section, brake_summary
 
     states = ["clear", "candidate", "clear", "candidate", "warn", "warn", "brake", "brake", "clear", "unavailable"]
     frames = [{"stamp_ns": 10**9 + i * 10**8, "state": s, "risk": i / 10} for i, s in enumerate(states)]
@@ -152,3 +152,6 @@ def test_the_demo_brake_timeline_counts_states_and_lists_phase_changes():
     assert timeline == [(0.4, "warn", 0.4), (0.6, "brake", 0.6), (0.8, "clear", 0.8), (0.9, "unavailable", 0.9)]
     text = "\n".join(brake_section(brake, 10))
     assert "| 0.4 | warn | 0.40 |" in text and "`brake.min_risk` = 0.3" in text and "of 10 processed" in text
+    line = brake_line(brake)
+    assert line.startswith("brake hint: warn at 0.4 s (risk 0.40), brake at 0.6 s (risk 0.60), clear at 0.8 s")
+    assert line.endswith("; 2 warn, 2 brake frames (min_risk 0.3)")
