@@ -340,10 +340,19 @@ def test_outputs_carry_the_header_and_round_trip():
     hint = BrakeHint(True, 0.8, "brake: hazard in corridor", True, True, 3, (1,))
     b = roundtrip(cv.brake_to_msg(hint, h, T))
     assert b.header.stamp.sec == 77 and b.status[0].level == cv.ERROR
-    assert cv.msg_to_brake(b) == {"level": 2, "reason": "brake: hazard in corridor", "active": True,
-                                  "available": True, "risk": 0.8}  # fmt: skip
+    assert cv.msg_to_brake(b) == {"level": 2, "reason": "brake: hazard in corridor", "state": "brake", "active": True,
+                                  "available": True, "seen": False, "risk": 0.8}  # fmt: skip
     down = cv.msg_to_brake(cv.brake_to_msg(BrakeHint(False, 1.0, "perception unavailable: x", False), h, T))
-    assert down["level"] == cv.STALE and not down["available"]
+    assert down["level"] == cv.STALE and not down["available"] and down["state"] == "unavailable"
+    # seen, not worth braking (below brake.min_risk): WARN also on a frame without a hit (held through a dropout)
+    for hit in (True, False):
+        warn = cv.msg_to_brake(roundtrip(cv.brake_to_msg(BrakeHint(False, 0.1, "warn", True, hit, 2, (1,), seen=True),
+                                                         h, T)))  # fmt: skip
+        assert warn["level"] == cv.WARN and warn["state"] == "warn" and warn["seen"] and not warn["active"]
+    candidate = cv.msg_to_brake(cv.brake_to_msg(BrakeHint(False, 0.1, "candidate", True, True, 1, (1,)), h, T))
+    assert candidate["level"] == cv.WARN and candidate["state"] == "candidate"
+    clear = cv.msg_to_brake(cv.brake_to_msg(BrakeHint(False, 0.0, "clear", True), h, T))
+    assert clear["level"] == cv.OK and clear["state"] == "clear"
 
 
 def test_data_field_types_of_both_libraries_are_read():

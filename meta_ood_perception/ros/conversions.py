@@ -552,34 +552,38 @@ def diagnostic_array(header: Any, statuses: Sequence[Any], types: MessageTypes) 
 
 
 def brake_level(hint: BrakeHint) -> int:
-    """STALE (3) perception unavailable, ERROR (2) brake hint active, WARN (1) a hit not yet persistent, OK (0)."""
+    """STALE (3) perception unavailable, ERROR (2) brake hint active (state ``brake``), WARN (1) a hazard seen but
+    not (yet) worth braking (state ``warn``: persistent, risk below ``brake.min_risk``; or ``candidate``: a hit not
+    yet persistent), OK (0) clear."""
     if not hint.available:
         return STALE
     if hint.active:
         return ERROR
-    return WARN if hint.hit else OK
+    return WARN if hint.seen or hint.hit else OK
 
 
 def brake_to_msg(hint: BrakeHint, header: Any, types: MessageTypes, name: str = "emergency_brake") -> Any:
     """The brake hint as a ``DiagnosticArray`` stamped with the frame's header: one status, level
-    :func:`brake_level`, message = the reason, values ``active``, ``available``, ``risk``, ``hit``,
-    ``hits_in_window``, ``components``."""
+    :func:`brake_level`, message = the reason, values ``state`` (clear / candidate / warn / brake / unavailable),
+    ``active``, ``available``, ``seen``, ``risk``, ``hit``, ``hits_in_window``, ``components``."""
     values = {
-        "active": hint.active, "available": hint.available, "risk": float(hint.risk), "hit": hint.hit,
-        "hits_in_window": hint.hits_in_window, "components": ",".join(map(str, hint.component_ids)),
+        "state": hint.state, "active": hint.active, "available": hint.available, "seen": hint.seen,
+        "risk": float(hint.risk), "hit": hint.hit, "hits_in_window": hint.hits_in_window,
+        "components": ",".join(map(str, hint.component_ids)),
     }  # fmt: skip
     status = diagnostic_status(types, brake_level(hint), name, hint.reason, str(header.frame_id), values)
     return diagnostic_array(header, [status], types)
 
 
 def msg_to_brake(msg: Any) -> dict[str, Any]:
-    """Read a brake DiagnosticArray back: ``{"level", "reason", "active", "available", "risk"}``."""
+    """Read a brake DiagnosticArray back: ``{"level", "reason", "state", "active", "available", "seen", "risk"}``."""
     status = msg.status[0]
     values = {kv.key: kv.value for kv in status.values}
     level = status.level[0] if isinstance(status.level, bytes) else int(status.level)
     return {
-        "level": level, "reason": status.message, "active": values.get("active") == "true",
-        "available": values.get("available") == "true", "risk": float(values.get("risk", "nan")),
+        "level": level, "reason": status.message, "state": values.get("state", ""),
+        "active": values.get("active") == "true", "available": values.get("available") == "true",
+        "seen": values.get("seen") == "true", "risk": float(values.get("risk", "nan")),
     }  # fmt: skip
 
 
