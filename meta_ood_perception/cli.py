@@ -24,6 +24,7 @@ from .backends import BACKENDS
 from .bundle import DEFAULT_MAX_P_FALSE_POSITIVE
 from .errors import MetaOodError
 from .reports import first_line, write_json
+from .ros.bag_compression import COMPRESSIONS, DEFAULT_COMPRESSION
 from .scores import DEFAULT_THRESHOLD
 
 LOG = logging.getLogger("meta_ood")
@@ -410,7 +411,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from meta_ood_training.demo import DemoConfig, brake_line, run_demo
 
     config = DemoConfig(out=args.out, seed=args.seed, frames=args.frames, height=args.size[0], width=args.size[1],
-                        bundle=args.bundle, backend=args.backend)  # fmt: skip
+                        bundle=args.bundle, backend=args.backend, score=not args.no_score,
+                        compression=args.compression)  # fmt: skip
     summary = run_demo(config, progress=not args.no_progress)
     pixel = summary.get("labels", {}).get("pixel", {})
     LOG.info("demo: %d frames, pixel AUROC %.3f / AUPRC %.3f, %d brake event(s), %.1f s", summary["frames_processed"],
@@ -454,7 +456,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     options = ReplayOptions(
         image_topics=tuple(args.image_topic or ()), label_topic=args.label_topic, summary=args.summary,
         video=args.video, overwrite=args.overwrite, per_frame=args.per_frame, salvage=args.salvage,
-        realtime=args.realtime,
+        realtime=args.realtime, compression=args.compression,
     )  # fmt: skip
     summary = replay(args.in_bag, args.out, config, options)
     total, receipt = summary["latency_ms"].get("total", {}), summary["receipt_latency_ms"]
@@ -561,6 +563,10 @@ def _demo_options(p: argparse.ArgumentParser) -> None:
                    help="camera resolution, pixels")  # fmt: skip
     p.add_argument("--bundle", default="default", help="bundle directory, or 'default' for the embedded demonstrator")
     p.add_argument("--backend", choices=BACKENDS, default="onnxruntime", help="inference backend")
+    p.add_argument("--no-score", action="store_true",
+                   help="do not write the anomaly_score topic (most of the output bag's size)")  # fmt: skip
+    p.add_argument("--compression", choices=COMPRESSIONS, default=DEFAULT_COMPRESSION,
+                   help="MCAP chunk compression of the output bag")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -589,9 +595,15 @@ def _replay_options(p: argparse.ArgumentParser) -> None:
                    help="CPU inference threads (default: the --params file's, else the backend's)")  # fmt: skip
     p.add_argument("--threshold", type=float,
                    help="anomaly threshold in [0, 1] (default: the --params file's, else the bundle's)")  # fmt: skip
-    p.add_argument("--no-score", action="store_true", help="do not write the anomaly_score topics")
+    p.add_argument("--no-score", action="store_true",
+                   help="do not write the anomaly_score topics (32FC1, 4 bytes per pixel: most of the output bag; "
+                   "for small bags)")  # fmt: skip
+    p.add_argument("--compression", choices=COMPRESSIONS, default=DEFAULT_COMPRESSION,
+                   help="MCAP chunk compression of the output bag")  # fmt: skip
     p.add_argument("--summary", type=Path, help="JSON summary to write")
-    p.add_argument("--video", type=Path, help="annotated MP4 of the first camera")
+    p.add_argument("--video", type=Path,
+                   help="annotated MP4 (H.264 with the video extra, else mp4v); with several cameras one per camera "
+                   "at its own size, STEM_CAMERA.mp4 next to it")  # fmt: skip
     p.add_argument("--per-frame", action="store_true", help="add one record per frame to the summary")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--salvage", action="store_true", help="read an MCAP recording cut short up to its damage")

@@ -65,6 +65,16 @@ def read_mcap(bag: Path) -> dict[str, list]:
     return out
 
 
+def chunk_compressions(bag: Path) -> set[str]:
+    """The compressions named by the chunk indexes of the bag's MCAP file ("" = uncompressed)."""
+    from mcap.reader import make_reader
+
+    with next(bag.glob("*.mcap")).open("rb") as f:
+        summary = make_reader(f).get_summary()
+    assert summary is not None and summary.chunk_indexes
+    return {chunk.compression for chunk in summary.chunk_indexes}
+
+
 @dataclass
 class Decoded:
     schema: str
@@ -97,7 +107,8 @@ def test_replay_writes_mcap_outputs_with_input_stamps_and_metrics(drive_bag, tmp
     assert counts["components"] == counts["true_detections"] + counts["false_positives_before"] <= per_frame
     assert counts["true_detections"] > 0 and 0 <= counts["true_detections_lost"] <= counts["true_detections"]
     assert counts["false_positives_after"] <= counts["false_positives_before"]
-    assert summary["video"]["frames"] == 12 and (tmp_path / "v.mp4").stat().st_size > 0
+    assert summary["videos"][TOPIC]["frames"] == 12 and (tmp_path / "v.mp4").stat().st_size > 0
+    assert summary["compression"] == "zstd" and chunk_compressions(out) == {"zstd"}  # compressed by default
     assert json.loads(summary_path.read_text())["frames_processed"] == 12
     stamps = [f["stamp_ns"] for f in summary["frames"]]
     assert stamps == sorted(stamps)
@@ -207,10 +218,11 @@ def test_cli_errors_are_one_line_and_list_image_topics(drive_bag, tmp_path):
 def test_cli_replay_and_existing_output(drive_bag, tmp_path):
     out = tmp_path / "out"
     res = cli("replay", str(drive_bag.path), "--out", str(out), "--image-topic", TOPIC, "--label-topic", LABELS,
-              "--summary", str(tmp_path / "s.json"), "--no-score")  # fmt: skip
+              "--summary", str(tmp_path / "s.json"), "--no-score", "--compression", "lz4")  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "demonstrator trained only on the synthetic world" in res.stderr  # the default bundle says what it is
     assert "/camera/front/anomaly_score" not in read_mcap(out)
+    assert chunk_compressions(out) == {"lz4"}
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["frames_processed"] == 12 and summary["labels"]["pixel"]["auprc"] > 0.5
     res = cli("replay", str(drive_bag.path), "--out", str(out))
@@ -405,7 +417,7 @@ def test_realtime_replay_drops_the_frames_the_pipeline_cannot_keep_up_with(fast_
     # labels: every processed frame scored, the labels of the dropped frames left over
     assert live["labels"]["frames"] == live["frames_processed"] and live["labels"]["frames_without_label"] == 0
     assert live["labels"]["labels_without_frame"] == live["frames_dropped"]
-    assert live["video"]["frames"] == live["frames_processed"]
+    assert live["videos"][TOPIC]["frames"] == live["frames_processed"]
     assert json.loads((tmp_path / "s.json").read_text())["frames_dropped"] == live["frames_dropped"]
     # only processed frames reach the output bag, with their input headers and log times
     messages = read_mcap(tmp_path / "live")
@@ -450,3 +462,147 @@ def test_a_signal_stops_a_realtime_replay_with_a_readable_bag(tmp_path):
     messages = read_mcap(tmp_path / "out")
     assert len(messages["/camera/front/anomaly_mask"]) == summary["frames_processed"]
     assert len(messages["/camera/front/emergency_brake"]) == summary["frames_processed"]
+
+
+# ------------------------------------------------------------------------------- videos and compressed bags
+
+
+def h264_or_skip() -> None:
+    from meta_ood_perception.ros.replay_output import H264, video_codec
+
+    if video_codec() != H264:
+        pytest.skip("PyAV with libx264 is not installed (extra video): videos are mp4v here")
+
+
+def probe_video(path: Path) -> dict[str, Any]:
+    """Codec, pixel format, size and frame count of an MP4, read by PyAV (FFmpeg's demuxer and decoder)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return {"codec": stream.codec_context.name, "pix_fmt": stream.codec_context.pix_fmt, "frames": frames,
+                "size": (stream.codec_context.width, stream.codec_context.height)}  # fmt: skip
+
+
+def test_each_camera_gets_an_h264_video_at_its_own_size(tmp_path):
+    """Two cameras of different sizes (one of odd width and height): one browser-playable video each (H.264,
+    yuv420p, the index before the data), at the camera's size made even, named after the camera."""
+    h264_or_skip()
+    small = [image for image, _ in drive(9, 3, 64, 128)]
+    odd = [image for image, _ in drive(9, 3, 97, 161)]
+    with BagWriter(tmp_path / "in") as bag:
+        for i in range(3):
+            bag.write("/front/image_raw", "sensor_msgs/msg/Image", image_msg(small[i], "rgb8", 10 + i), 10 + i)
+            bag.write("/rear/image_raw", "sensor_msgs/msg/Image", image_msg(odd[i], "rgb8", 10 + i), 10 + i)
+    summary = replay(tmp_path / "in", tmp_path / "out", options=ReplayOptions(video=tmp_path / "drive.mp4"))
+    front, rear = tmp_path / "drive_front.mp4", tmp_path / "drive_rear.mp4"
+    assert not (tmp_path / "drive.mp4").exists()
+    assert summary["videos"]["/front/image_raw"]["path"] == str(front)
+    assert summary["videos"]["/rear/image_raw"]["path"] == str(rear)
+    assert probe_video(front) == {"codec": "h264", "pix_fmt": "yuv420p", "frames": 3, "size": (128, 64)}
+    assert probe_video(rear) == {"codec": "h264", "pix_fmt": "yuv420p", "frames": 3, "size": (162, 98)}
+    for path in (front, rear):
+        head = path.read_bytes()
+        assert 0 <= head.find(b"moov") < head.find(b"mdat")  # faststart: a browser plays it while loading
+    assert summary["videos"]["/rear/image_raw"]["letterboxed"] == 0
+    # replaying again refuses to replace the per-camera videos without --overwrite
+    with pytest.raises(ReplayError, match=r"drive_front\.mp4 exists"):
+        replay(tmp_path / "in", tmp_path / "out2", options=ReplayOptions(video=tmp_path / "drive.mp4"))
+
+
+def test_a_frame_of_another_size_is_letterboxed_not_stretched(tmp_path):
+    """A camera whose frame size changes mid-bag: the later frames keep their aspect ratio inside the first size,
+    with black bars (decoded back, whatever the codec)."""
+    import cv2
+
+    from meta_ood_perception.ros.replay_output import ReplayVideo
+
+    video = ReplayVideo(tmp_path / "v.mp4")
+    wide = np.full((64, 128, 3), 200, np.uint8)
+    square = np.full((128, 128, 3), 200, np.uint8)
+    for i in range(9):
+        video.add(i * 100_000_000, wide)
+    video.add(9 * 100_000_000, square)
+    video.close()
+    assert (video.frames, video.letterboxed, video.size, video.fps) == (10, 1, (128, 64), 10.0)
+    capture = cv2.VideoCapture(str(tmp_path / "v.mp4"))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 10 and frames[-1].shape == (64, 128, 3)
+    last = frames[-1].mean(axis=(0, 2))  # per column: the square is 64 wide, centred
+    assert last[:24].max() < 30 and last[104:].max() < 30 and last[40:88].min() > 170
+    assert frames[0].mean(axis=(0, 2)).min() > 170  # the first size fills the frame
+
+
+def test_without_h264_the_video_is_mp4v_with_one_warning(drive_bag, tmp_path, monkeypatch, caplog):
+    import cv2
+
+    from meta_ood_perception.ros import replay_output
+
+    monkeypatch.setattr(replay_output, "video_codec", lambda: replay_output.MP4V)
+    with caplog.at_level("WARNING"):
+        summary = replay(drive_bag.path, tmp_path / "out", options=ReplayOptions(video=tmp_path / "v.mp4"))
+    warnings = [r for r in caplog.records if "MPEG-4 Part 2" in r.getMessage()]
+    assert len(warnings) == 1 and "[video]" in warnings[0].getMessage()
+    assert summary["videos"][TOPIC]["codec"] == "mp4v" and summary["videos"][TOPIC]["frames"] == 12
+    capture = cv2.VideoCapture(str(tmp_path / "v.mp4"))
+    fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode().lower()
+    assert fourcc in ("mp4v", "fmp4") and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12  # MPEG-4 Part 2
+
+
+def test_compressed_output_bags_round_trip_and_are_smaller(drive_bag, tmp_path):
+    """zstd and lz4 chunks: the same messages as uncompressed (mcap's reader, rosbags' reader and the salvage
+    reader all decode them), in fewer bytes; ROS 2 sees no file or message compression in metadata.yaml."""
+    from meta_ood_perception.ros.bag_reader import open_reader
+    from meta_ood_perception.ros.salvage import SalvageReader
+
+    sizes, contents = {}, {}
+    for compression in ("none", "zstd", "lz4"):
+        out = tmp_path / compression
+        summary = replay(drive_bag.path, out, options=ReplayOptions(compression=compression))
+        assert summary["compression"] == compression
+        assert chunk_compressions(out) == {"" if compression == "none" else compression}
+        sizes[compression] = sum(p.stat().st_size for p in out.glob("*.mcap"))
+        contents[compression] = {t: [bytes(m.ros_msg.data) if hasattr(m.ros_msg, "data") else m.log_time_ns
+                                     for m in items] for t, items in read_mcap(out).items()}  # fmt: skip
+        metadata = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        assert metadata["compression_mode"] == "" and metadata["compression_format"] == ""
+        reader = open_reader(out)
+        try:
+            assert sum(1 for _ in reader.messages()) == 4 * 12
+        finally:
+            reader.close()
+        salvaged = SalvageReader(next(out.glob("*.mcap")))
+        try:
+            assert sum(1 for _ in salvaged.messages()) == 4 * 12 and salvaged.error is None
+        finally:
+            salvaged.close()
+    assert contents["zstd"] == contents["none"] == contents["lz4"]
+    assert sizes["zstd"] < sizes["none"] and sizes["lz4"] < sizes["none"]
+
+
+def test_a_compressed_input_bag_replays_like_an_uncompressed_one(tmp_path):
+    frames = [image for image, _ in drive(4, 3, 64, 128)]
+    for compression in ("none", "zstd"):
+        with BagWriter(tmp_path / f"in_{compression}", compression=compression) as bag:
+            for i, frame in enumerate(frames):
+                bag.write(TOPIC, "sensor_msgs/msg/Image", image_msg(frame, "rgb8", 10 + i), 10 + i)
+        replay(tmp_path / f"in_{compression}", tmp_path / f"out_{compression}")
+    masks = {c: [bytes(m.ros_msg.data) for m in read_mcap(tmp_path / f"out_{c}")["/camera/front/anomaly_mask"]]
+             for c in ("none", "zstd")}  # fmt: skip
+    assert len(masks["zstd"]) == 3 and masks["zstd"] == masks["none"]
+
+
+def test_bad_compression_settings_are_refused(tmp_path):
+    from meta_ood_perception.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'gzip'"):
+        ReplayOptions(compression="gzip")
+    with pytest.raises(ConfigError, match="needs mcap"):
+        BagWriter(tmp_path / "b", storage="sqlite3", compression="zstd")
+    assert not (tmp_path / "b").exists()

@@ -1,11 +1,14 @@
 """``meta-ood demo``: a synthetic drive as a rosbag, replayed through the embedded default bundle on the CPU.
 
 Writes into one folder: ``drive/`` (the input bag: camera frames and their hazard labels), ``anomaly_bag/`` (the
-node's outputs, MCAP), ``annotated.mp4`` (mask overlay, component boxes, brake state), ``timeline.png`` (brake risk
-against ``brake.min_risk``, warn and brake phases, components, latency per frame), ``latency.png`` (per-stage
-latency), ``frames.png`` (four annotated frames), ``summary.json`` (the replay summary) and ``REPORT.md`` (pixel and
-component metrics, the brake hint's timeline — warn: hazard seen, not yet worth braking; brake: active — and its
-events, latency). Needs no GPU, ROS or dataset.
+node's outputs, MCAP with zstd-compressed chunks), ``annotated.mp4`` (H.264 with PyAV, else mp4v: mask overlay,
+component boxes labelled ``hazard c`` with c = 1 − P(false positive), brake state), ``timeline.png`` (brake risk
+against ``brake.min_risk``, warn and brake phases, components kept and removed, latency per frame, and when the
+labels show the hazard), ``latency.png`` (per-stage latency), ``frames.png`` (four annotated frames, each with its
+frame number, time and brake state; the first warn and brake frames among them), ``summary.json`` (the replay
+summary) and ``REPORT.md`` (pixel and component metrics, the brake hint's timeline — warn: hazard seen, not yet
+worth braking; brake: active — and its events, latency, the time spent: warm-up and replay, bag sizes). Needs no
+GPU, ROS or dataset.
 """
 
 from __future__ import annotations
@@ -19,10 +22,15 @@ from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 from tqdm import tqdm
 
 from meta_ood_perception.brake import BrakeState
 from meta_ood_perception.errors import ConfigError, FaultError
+from meta_ood_perception.overlay import banner, overlay_style
+from meta_ood_perception.ros import conversions as cv
+from meta_ood_perception.ros.bag_compression import DEFAULT_COMPRESSION, check_compression
+from meta_ood_perception.ros.bag_reader import deserialize, open_reader
 from meta_ood_perception.ros.params import NodeConfig
 from meta_ood_perception.ros.replay import ReplayOptions, replay
 
@@ -32,6 +40,13 @@ LOG = logging.getLogger(__name__)
 MARKER = ".meta_ood_demo"
 OUTPUTS = ("drive", "anomaly_bag", "annotated.mp4", "timeline.png", "latency.png", "frames.png", "summary.json",
            "REPORT.md")  # fmt: skip
+VIDEO_NAMES = {"h264": "H.264", "mp4v": "MPEG-4 Part 2: install the video extra for H.264"}
+CAPTION = (48, 48, 48)
+TILE_GAP_PX = 4  # white gap between the tiles of frames.png
+HAZARD_SHADE, HAZARD_ALPHA = (
+    "tab:blue",
+    0.12,
+)  # timeline.png: frames whose labels show the hazard  # BGR: the caption bar of a frames.png tile
 #: The phases the brake timeline tells apart: a candidate (a hit, not yet persistent) is still clear.
 PHASES: dict[BrakeState, str] = {"clear": "clear", "candidate": "clear", "warn": "warn", "brake": "brake",
                                  "unavailable": "unavailable"}  # fmt: skip
@@ -39,7 +54,8 @@ PHASES: dict[BrakeState, str] = {"clear": "clear", "candidate": "clear", "warn":
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Demo settings: output folder, the drive (seed, frames, size, rate) and the bundle / backend to replay with."""
+    """Demo settings: output folder, the drive (seed, frames, size, rate), the bundle / backend to replay with, and
+    the output bag's contents (``score``: write the anomaly_score topic) and MCAP chunk compression."""
 
     out: Path = Path("meta_ood_demo")
     seed: int = 2027
@@ -49,8 +65,11 @@ class DemoConfig:
     fps: float = 10.0
     bundle: str = "default"
     backend: str = "onnxruntime"
+    score: bool = True
+    compression: str = DEFAULT_COMPRESSION
 
     def __post_init__(self) -> None:
+        check_compression(self.compression)
         if self.frames < 8:
             raise ConfigError(f"demo needs at least 8 frames, got {self.frames}")
         if min(self.height, self.width) < 64:
@@ -78,57 +97,119 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict[str, Any]:
     drive = write_drive_bag(out / "drive", seed=config.seed, frames=config.frames, height=config.height,
                             width=config.width, fps=config.fps, progress=progress)  # fmt: skip
     t_bag = time.perf_counter() - t0
-    node = NodeConfig.from_params({"bundle": config.bundle, "backend": config.backend,
+    node = NodeConfig.from_params({"bundle": config.bundle, "backend": config.backend, "publish_score": config.score,
                                    "image_topics": [drive.image_topic]})  # fmt: skip
     options = ReplayOptions(
         image_topics=(drive.image_topic,), label_topic=drive.label_topic, summary=out / "summary.json",
-        video=out / "annotated.mp4", overwrite=True, per_frame=True,
+        video=out / "annotated.mp4", overwrite=True, per_frame=True, compression=config.compression,
     )  # fmt: skip
     with tqdm(total=config.frames, desc="replay", disable=not progress) as bar:
         summary = replay(out / "drive", out / "anomaly_bag", node, options,
                          on_frame=lambda done, total: bar.update(done - bar.n))  # fmt: skip
     summary["drive_bag_s"] = t_bag
     summary["brake"] = brake_summary(summary, node.pipeline.brake.min_risk)
+    if drive.label_topic is not None:
+        hazards = hazard_pixels(out / "drive", drive.label_topic)
+        for record in summary["frames"]:
+            record["hazard_px"] = hazards.get(record["stamp_ns"])
     plot_timeline(summary, out / "timeline.png")
     plot_latency(summary, out / "latency.png")
-    sample_frames(out / "annotated.mp4", out / "frames.png")
+    sample_frames(out / "annotated.mp4", out / "frames.png", summary["frames"])
+    summary["bag_mb"] = {"drive": folder_mb(out / "drive"), "anomaly_bag": folder_mb(out / "anomaly_bag")}
     summary["demo_s"] = time.perf_counter() - t0
     (out / "REPORT.md").write_text(report(summary, config))
     summary["paths"] = {name: str(out / name) for name in OUTPUTS}
     return summary
 
 
+def hazard_pixels(bag: Path, label_topic: str) -> dict[int, int]:
+    """Header stamp (ns) → pixels labelled hazard (1) in each label image of ``label_topic`` in ``bag``."""
+    reader = open_reader(bag)
+    try:
+        connections = [c for c in reader.connections if c.topic == label_topic]
+        counts = {}
+        for connection, _, raw in reader.messages(connections=connections):
+            msg = deserialize(reader, raw, connection)
+            counts[cv.stamp_ns(msg.header)] = int(np.count_nonzero(cv.image_to_labels(msg) == 1))
+        return counts
+    finally:
+        reader.close()
+
+
+def folder_mb(path: Path) -> float:
+    """Size of the files under ``path``, MB (10⁶ bytes)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+
+
+def _hazard_spans(t: npt.NDArray[np.float64], present: list[bool], period: float) -> list[tuple[float, float]]:
+    """(start, end) seconds of each run of frames whose labels show the hazard, each frame covering ±period / 2."""
+    spans: list[tuple[float, float]] = []
+    for i, here in enumerate(present):
+        if not here:
+            continue
+        start, end = t[i] - period / 2, t[i] + period / 2
+        if spans and i > 0 and present[i - 1]:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
+
+
 def plot_timeline(summary: dict[str, Any], path: Path) -> None:
-    """Brake risk (against ``min_risk`` when ``summary["brake"]`` has it) with the warn and brake phases, kept and
-    all components, and total latency per frame (needs ``per_frame`` records)."""
+    """Brake risk (against ``min_risk`` when ``summary["brake"]`` has it) with the warn and brake phases, the
+    components kept and removed by the meta classifier (stacked bars), and total latency per frame (needs
+    ``per_frame`` records); frames whose labels show the hazard (records with ``hazard_px`` > 0) are shaded on
+    every panel, and the hazard's size in the labels is drawn beside the components."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     frames = [f for f in summary["frames"] if f["stamp_ns"] is not None]
     t0 = frames[0]["stamp_ns"] if frames else 0
     t = np.array([(f["stamp_ns"] - t0) / 1e9 for f in frames])
-    fig, axes = plt.subplots(3, 1, figsize=(9, 6.5), sharex=True)
+    period = float(np.median(np.diff(t))) if t.size > 1 else 0.1
+    fig, axes = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True, height_ratios=(1.2, 1, 0.8))
+    hazard = [bool(f.get("hazard_px")) for f in frames]
+    for ax in axes:
+        for start, end in _hazard_spans(t, hazard, period):
+            ax.axvspan(start, end, color=HAZARD_SHADE, alpha=HAZARD_ALPHA, linewidth=0)
     axes[0].plot(t, [f["risk"] for f in frames], color="tab:red", label="risk")
     min_risk = summary.get("brake", {}).get("min_risk")
     if min_risk is not None:
         axes[0].axhline(min_risk, color="tab:red", linestyle="--", linewidth=0.8, label=f"min_risk {min_risk:g}")
     phases = [PHASES[f["state"]] for f in frames]
-    axes[0].fill_between(t, 0, [1.0 if p == "warn" else 0.0 for p in phases], color="tab:orange", alpha=0.25,
+    axes[0].fill_between(t, 0, [0.12 if p == "warn" else 0.0 for p in phases], color="tab:orange", alpha=0.6,
                          step="mid", label="warn: hazard seen, not yet worth braking")  # fmt: skip
-    axes[0].fill_between(t, 0, [1.0 if p == "brake" else 0.0 for p in phases], color="tab:red", alpha=0.15,
+    axes[0].fill_between(t, 0, [0.12 if p == "brake" else 0.0 for p in phases], color="darkred", alpha=0.7,
                          step="mid", label="brake hint active")  # fmt: skip
+    handles, _ = axes[0].get_legend_handles_labels()
+    if any(hazard):
+        handles.append(Patch(color=HAZARD_SHADE, alpha=HAZARD_ALPHA, label="hazard in the labels (ground truth)"))
     axes[0].set_ylim(0, 1.05)
-    axes[0].set_ylabel("brake")
-    axes[0].legend(loc="upper left", fontsize=8)
-    axes[1].step(t, [f["components"] for f in frames], where="mid", color="grey", label="components (a ≥ t)")
-    axes[1].step(t, [f["kept"] for f in frames], where="mid", color="tab:red", label="kept by the meta classifier")
+    axes[0].set_ylabel("brake risk")
+    axes[0].legend(handles=handles, loc="upper left", fontsize=8)
+    kept = np.array([f["kept"] for f in frames])
+    removed = np.array([f["components"] for f in frames]) - kept
+    axes[1].bar(t, kept, width=period, color="tab:red", label="kept (hazard)")
+    axes[1].bar(t, removed, width=period, bottom=kept, color="0.65", label="removed by the meta classifier")
+    axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].set_ylabel("components")
-    axes[1].legend(loc="upper left", fontsize=8)
-    axes[2].plot(t, [f["total_ms"] or np.nan for f in frames], color="tab:blue")
+    handles, _ = axes[1].get_legend_handles_labels()
+    if any(hazard):  # the labelled hazard's size, on its own axis
+        size = axes[1].twinx()
+        size.plot(t, [f.get("hazard_px") or 0 for f in frames], color=HAZARD_SHADE, linestyle="--", linewidth=1,
+                  label="hazard in the labels, pixels (right axis)")  # fmt: skip
+        size.set_ylim(bottom=0)
+        size.set_ylabel("hazard, pixels", color=HAZARD_SHADE)
+        handles += size.get_legend_handles_labels()[0]
+    axes[1].legend(handles=handles, loc="upper left", fontsize=8)
+    axes[2].plot(t, [f["total_ms"] or np.nan for f in frames], color="tab:blue", linewidth=1)
     axes[2].set_ylabel("latency, ms")
     axes[2].set_xlabel("time since the first frame, s")
+    axes[2].set_ylim(bottom=0)
     fig.suptitle("Synthetic drive: a hazard approaches in the ego lane")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -202,25 +283,69 @@ def plot_latency(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def sample_frames(video: Path, path: Path, count: int = 4) -> None:
-    """``count`` evenly spaced frames of the annotated video, stacked 2 per row, as a PNG."""
+def pick_frames(records: list[dict[str, Any]], count: int = 4) -> list[int]:
+    """Indices of ``count`` records to show: the first frame of each warn and brake phase (in time order), then
+    evenly spaced frames from a fifth of the way in; sorted, at most ``count``."""
+    total = len(records)
+    picks: list[int] = []
+    for i, record in enumerate(records):
+        phase = PHASES.get(record.get("state", "clear"), "clear")
+        previous = PHASES.get(records[i - 1].get("state", "clear"), "clear") if i else "clear"
+        if phase in ("warn", "brake") and phase != previous and len(picks) < count // 2:
+            picks.append(i)
+    for i in np.linspace(total // 5, total - 1, count).astype(int).tolist() if total else []:
+        if len(picks) < count and all(abs(i - p) > total // (4 * count) for p in picks):
+            picks.append(i)
+    return sorted(set(picks))[:count]
+
+
+def sample_frames(video: Path, path: Path, records: list[dict[str, Any]] | None = None, count: int = 4) -> None:
+    """``count`` frames of the annotated video (:func:`pick_frames`), 2 per row, as a PNG, each under a caption:
+    frame number, time since the first frame and brake state, from ``records`` (the replay's per-frame records of the
+    video's camera, one per video frame); without them, or when their number differs from the video's frames, the
+    caption gives the video frame number only."""
     capture = cv2.VideoCapture(str(video))
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    picks = set(np.linspace(total // 5, total - 1, count).astype(int).tolist()) if total else set()
+    records = [r for r in records or [] if r.get("error") is None]
+    matched = len(records) == total
+    picks = pick_frames(records if matched else [{}] * total, count)
     frames = []
-    for i in range(total):
+    for i in range(max(picks, default=-1) + 1):
         ok, frame = capture.read()
         if not ok:
             break
         if i in picks:
-            frames.append(frame)
+            frames.append(
+                _captioned(np.asarray(frame, np.uint8), _caption(i, total, records[i] if matched else None, records))
+            )
     capture.release()
     if not frames:
         raise FaultError(f"cannot read frames back from {video}")
     while len(frames) % 2:
         frames.append(np.zeros_like(frames[0]))
-    rows = [np.hstack(frames[i : i + 2]) for i in range(0, len(frames), 2)]
-    cv2.imwrite(str(path), np.vstack(rows))
+    h, w = frames[0].shape[:2]
+    column, row = (
+        np.full((h, TILE_GAP_PX, 3), 255, np.uint8),
+        np.full((TILE_GAP_PX, 2 * w + TILE_GAP_PX, 3), 255, np.uint8),
+    )
+    rows = [np.hstack([frames[i], column, frames[i + 1]]) for i in range(0, len(frames), 2)]
+    cv2.imwrite(str(path), np.vstack([part for r in rows for part in (r, row)][:-1]))
+
+
+def _caption(i: int, total: int, record: dict[str, Any] | None, records: list[dict[str, Any]]) -> str:
+    """``frame 41 / 200   t = 4.0 s   warn`` (1-based frame number; without a record, the video frame only)."""
+    if record is None or record.get("stamp_ns") is None:
+        return f"video frame {i + 1} / {total}"
+    t = (record["stamp_ns"] - records[0]["stamp_ns"]) / 1e9
+    return f"frame {i + 1} / {total}   t = {t:.1f} s   {PHASES.get(record['state'], record['state'])}"
+
+
+def _captioned(bgr: npt.NDArray[np.uint8], text: str) -> npt.NDArray[np.uint8]:
+    """``bgr`` under a dark caption bar (the overlay's banner, sized for the frame) holding ``text``."""
+    style = overlay_style(bgr.shape[0])
+    bar = np.zeros((style.banner_px, bgr.shape[1], 3), np.uint8)
+    banner(bar, text, CAPTION, style)
+    return np.vstack([bar, bgr])
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -269,8 +394,7 @@ def report(summary: dict[str, Any], config: DemoConfig) -> str:
         f"through bundle `{config.bundle}` with {summary['backend']}.", "",
         f"- frames: {summary['frames_in']} in, {summary['frames_processed']} processed, "
         f"{summary['frames_rejected']} rejected", domain_line(summary),
-        f"- wall time: replay {summary['wall_s']:.1f} s ({summary['frames_per_s']:.1f} frames/s), whole demo "
-        f"{summary['demo_s']:.1f} s", "",
+        *size_lines(summary, config), "", *time_lines(summary),
         *([f"**Interrupted by {summary['interrupted']}**: the figures below cover the frames processed before it.",
            ""] if summary.get("interrupted") else []),
         "## Detection quality (against the drive's hazard labels)", "",
@@ -290,8 +414,38 @@ def report(summary: dict[str, Any], config: DemoConfig) -> str:
     lines += ["", "## Latency per stage, ms", "", "| stage | p50 | p95 | p99 |", "|---|---|---|---|"]
     for stage, q in summary["latency_ms"].items():
         lines.append(f"| {stage} | {q['p50']:.1f} | {q['p95']:.1f} | {q['p99']:.1f} |")
+    videos = summary.get("videos") or {}
+    codec = str(next(iter(videos.values()))["codec"]) if videos else "none"
     lines += ["", "## Files", "", "- `drive/`: input bag (camera frames + hazard labels)",
-              "- `anomaly_bag/`: the node's outputs (MCAP)", "- `annotated.mp4`, `frames.png`: overlays",
-              "- `timeline.png`, `latency.png`: plots",
-              "- `summary.json`: everything above, machine-readable", ""]  # fmt: skip
+              f"- `anomaly_bag/`: the node's outputs (MCAP, {summary.get('compression', 'none')} chunks)",
+              f"- `annotated.mp4` ({VIDEO_NAMES.get(codec, codec)}), `frames.png`: overlays. A red box is a kept "
+              "component labelled `hazard c`: c = 1 − P(false positive), the meta classifier's confidence that it "
+              "is a true hazard; grey boxes are components it removed; the yellow outline is the brake corridor",
+              "- `timeline.png`, `latency.png`: plots (blue shading in `timeline.png`: frames whose labels show the "
+              "hazard)", "- `summary.json`: the replay summary, machine-readable", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def time_lines(summary: dict[str, Any]) -> list[str]:
+    """REPORT.md's time table: the drive bag, the warm-up (bundle, backend, first frame: kernels compiled on a first
+    run), the replay, warm-up + replay (what a user of ``meta-ood replay`` waits) and the whole demo."""
+    warmup, wall = summary.get("warmup_s", 0.0), summary["wall_s"]
+    return [
+        "| time | s |", "|---|---|",
+        f"| writing the drive bag | {_fmt(summary.get('drive_bag_s'), 1)} |",
+        "| warm-up: loading the bundle and the backend, the first frame (on a first run this compiles the "
+        f"kernels) | {_fmt(warmup, 1)} |",
+        f"| replay: {summary['frames_processed']} frames at {summary['frames_per_s']:.1f} frames/s | {_fmt(wall, 1)} |",
+        f"| **warm-up + replay** (what `meta-ood replay` takes) | {_fmt(warmup + wall, 1)} |",
+        f"| whole demo (with the drive bag, plots and frames.png) | {_fmt(summary.get('demo_s'), 1)} |", "",
+    ]  # fmt: skip
+
+
+def size_lines(summary: dict[str, Any], config: DemoConfig) -> list[str]:
+    """REPORT.md's line on the bags' sizes (when measured)."""
+    sizes = summary.get("bag_mb")
+    if not sizes:
+        return []
+    score = "with" if config.score else "without"
+    return [f"- bags: output {sizes['anomaly_bag']:.1f} MB (MCAP, {summary.get('compression', 'none')} chunks, "
+            f"{score} the anomaly_score topic), input drive {sizes['drive']:.1f} MB"]  # fmt: skip

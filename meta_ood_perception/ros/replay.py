@@ -4,9 +4,9 @@
 ``.db3`` file) and rosbag1 bags (:mod:`~meta_ood_perception.ros.bag_reader`), processes the image topics
 (``sensor_msgs/msg/Image`` or ``CompressedImage``) with :class:`~meta_ood_perception.ros.processor.CameraProcessor`,
 exactly as the node does, and writes a rosbag2 MCAP bag (metadata version 8, readable by ROS 2 Humble and newer;
-:mod:`~meta_ood_perception.ros.replay_output`) holding per camera ``<ns>/anomaly_mask``, ``<ns>/anomaly_score``,
-``<ns>/detections`` and ``<ns>/emergency_brake``, each stamped with the input header and logged at the input
-message's log time. Two modes (summary ``mode``):
+chunks zstd-compressed by default; :mod:`~meta_ood_perception.ros.replay_output`) holding per camera
+``<ns>/anomaly_mask``, ``<ns>/anomaly_score``, ``<ns>/detections`` and ``<ns>/emergency_brake``, each stamped with
+the input header and logged at the input message's log time. Two modes (summary ``mode``):
 
 - ``every_frame`` (default): every frame is processed, in header-stamp order (a reorder window of
   ``reorder_window`` messages absorbs recording jitter), as fast as the pipeline goes. Latencies are best case.
@@ -44,11 +44,12 @@ from ..bundle import bundle_warnings, load_bundle
 from ..pipeline import AnomalyPipeline
 from ..reports import write_json
 from . import conversions as cv
+from .bag_compression import DEFAULT_COMPRESSION, check_compression
 from .bag_reader import NS_PER_S, BagMessage, ReplayError, guarded, image_topics, open_reader, ordered, select_topics
 from .label_metrics import LabelMetrics
 from .params import CameraTopics, NodeConfig, all_camera_topics
 from .processor import CameraProcessor, ProcessedFrame, ProcessingStats
-from .replay_output import BagWriter, ReplayVideo, check_outputs, prepare_outputs, refuse_input_overlap
+from .replay_output import BagWriter, ReplayVideo, check_outputs, prepare_outputs, refuse_input_overlap, video_paths
 from .replay_session import RECEIPT_STAGE, Arrival, ReplaySession
 from .salvage import SalvageReader
 from .scheduler import LatestFrameScheduler
@@ -73,7 +74,8 @@ class ReplayOptions:
             topics (a name segment containing ``label``) and the node's own ``anomaly_mask`` / ``anomaly_score``.
         label_topic: mono8 labels (0 / 1 / 255) matched to frames by stamp, for metrics; None = no metrics.
         summary: JSON summary path (None = not written; :func:`replay` returns it either way).
-        video: annotated MP4 of the first camera (None = none).
+        video: annotated MP4 (None = none): this path for one camera; with several, one per camera at its own
+            size, ``<stem>_<camera>.mp4`` (:func:`~meta_ood_perception.ros.replay_output.video_paths`).
         overwrite: replace an existing output bag / summary / video.
         reorder_window: messages held back to process frames in stamp order (every-frame mode).
         min_pred_size, min_gt_size: SMIYC component size limits, pixels.
@@ -81,6 +83,10 @@ class ReplayOptions:
             risk, components found and kept, total latency).
         salvage: read an MCAP recording that was cut short up to its damage (summary ``salvaged``).
         realtime: play at the recorded rate through the node's newest-frame scheduler (see the module docstring).
+        compression: the output bag's MCAP chunk compression: ``"zstd"`` (default), ``"lz4"`` or ``"none"``.
+
+    Raises:
+        ConfigError: an unknown compression.
     """
 
     image_topics: tuple[str, ...] = ()
@@ -94,6 +100,10 @@ class ReplayOptions:
     per_frame: bool = False
     salvage: bool = False
     realtime: bool = False
+    compression: str = DEFAULT_COMPRESSION
+
+    def __post_init__(self) -> None:
+        check_compression(self.compression)
 
     @property
     def mode(self) -> str:
@@ -161,12 +171,16 @@ def replay(
         connections, label_connections = select_topics(reader, bag, options.image_topics, options.label_topic)
         cameras = {c.input: c for c in all_camera_topics(sorted({c.topic for c in connections}))}
         label_camera = _label_camera(options.label_topic, cameras) if options.label_topic else None
-        paths = check_outputs(out, others, options.overwrite)
+        videos = video_paths(Path(options.video), {t: c.name for t, c in cameras.items()}) if options.video else {}
+        refuse_input_overlap(bag, out, list(videos.values()))
+        paths = check_outputs(out, {**others, **{f"video {t}": p for t, p in videos.items()}}, options.overwrite)
+        start = time.perf_counter()  # the warm-up: loading the bundle, the backend, each camera's first frame
         factory = pipeline_factory or _default_factory(config)  # a bad bundle fails before anything is deleted
         prepare_outputs(paths)
-        session = _open_session(reader, out, config, options, cameras, factory)
+        session = _open_session(reader, out, config, options, cameras, factory, videos)
         session.label_camera = label_camera
-        run = _Run(bag, out, config.bundle, options.mode, total=sum(c.msgcount for c in connections))
+        run = _Run(bag, out, config.bundle, options.mode, total=sum(c.msgcount for c in connections),
+                   warmup_s=time.perf_counter() - start)  # fmt: skip
         if isinstance(reader, SalvageReader):
             run.salvaged = reader.error or "no summary section"
         _play(session, run, options, reader.messages(connections=[*connections, *label_connections]), on_frame)
@@ -217,8 +231,10 @@ def _open_session(
     options: ReplayOptions,
     cameras: dict[str, CameraTopics],
     factory: Callable[[NodeConfig], AnomalyPipeline],
+    videos: dict[str, Path],
 ) -> ReplaySession:
-    """One processor (and pipeline) per camera, the output bag, and the label metrics and video when asked for."""
+    """One processor (and pipeline) per camera, the output bag, and the label metrics and videos (camera topic →
+    path) when asked for."""
     types = cv.RosbagsTypes()
     processors = {
         topic: CameraProcessor(
@@ -230,9 +246,9 @@ def _open_session(
     if options.label_topic is not None:
         labels = LabelMetrics(options.label_topic, options.min_pred_size, options.min_gt_size, options.reorder_window)
     return ReplaySession(
-        reader, processors, BagWriter(out, types), types, ros1=not getattr(reader, "is2", True), labels=labels,
-        video=ReplayVideo(Path(options.video)) if options.video else None,
-        video_topic=min(processors) if options.video else None, per_frame=options.per_frame,
+        reader, processors, BagWriter(out, types, compression=options.compression), types,
+        ros1=not getattr(reader, "is2", True), labels=labels,
+        videos={topic: ReplayVideo(path) for topic, path in videos.items()}, per_frame=options.per_frame,
     )  # fmt: skip
 
 
@@ -242,6 +258,8 @@ class _Run:
 
     Attributes:
         total: camera messages in the bag. wall_s: wall time of the loop. interrupted: the signal that stopped it.
+        warmup_s: wall time before the loop: loading the bundle, creating the backend, each camera's warm-up frame
+            (on a first run, compiling the kernels).
         recorded_span_s: log time of the last message read − that of the first (realtime pacing follows it).
         dropped: camera topic → frames the scheduler dropped (realtime; empty in every-frame mode).
         salvaged: the damage of a salvaged recording (None: not salvaged).
@@ -253,6 +271,7 @@ class _Run:
     mode: str
     total: int
     wall_s: float = math.nan
+    warmup_s: float = 0.0
     interrupted: str | None = None
     recorded_span_s: float = 0.0
     dropped: dict[str, int] = field(default_factory=dict)
@@ -416,6 +435,7 @@ def _summary(session: ReplaySession, run: _Run, options: ReplayOptions) -> dict[
     summary = {
         "input": str(run.bag), "output": str(run.out), "bundle": run.bundle, "backend": first.backend.description,
         "threshold": first.threshold, "mode": run.mode, "interrupted": run.interrupted, "wall_s": run.wall_s,
+        "warmup_s": run.warmup_s,
         "recorded_span_s": run.recorded_span_s,
         "frames_in": frames_in, "frames_processed": sum(s.frames_processed for s in stats),
         "frames_rejected": sum(s.frames_rejected for s in stats), "frames_dropped": sum(run.dropped.values()),
@@ -425,7 +445,7 @@ def _summary(session: ReplaySession, run: _Run, options: ReplayOptions) -> dict[
             "calibration_frames": None if first.bundle.domain is None else first.bundle.domain.frames,
         },
         "frames_per_s": frames_in / run.wall_s if run.wall_s > 0 else math.nan, "out_of_order": session.out_of_order,
-        "messages_written": session.output.messages, "cameras": cameras,
+        "messages_written": session.output.messages, "compression": session.output.compression, "cameras": cameras,
         "rejections": [{"topic": r.topic, "stamp_ns": r.stamp_ns, "reason": r.reason, "kind": r.kind}
                        for r in rejections],
         "latency_ms": latency, "receipt_latency_ms": receipt, "brake_events": session.events,
@@ -436,6 +456,6 @@ def _summary(session: ReplaySession, run: _Run, options: ReplayOptions) -> dict[
         summary["labels"] = session.labels.report()
     if options.per_frame:
         summary["frames"] = session.records
-    if session.video is not None:
-        summary["video"] = {"path": str(options.video), "frames": session.video.frames, "topic": session.video_topic}
+    if session.videos:
+        summary["videos"] = {topic: video.describe() for topic, video in session.videos.items()}
     return summary

@@ -1,12 +1,13 @@
 """One replay's state and its per-frame step, shared by both replay modes (every frame, and ``--realtime``).
 
 :class:`ReplaySession` holds the cameras' :class:`~meta_ood_perception.ros.processor.CameraProcessor` s and counts,
-the output bag, the optional label metrics and video, and what the summary lists (brake events, per-frame records,
-read errors). :meth:`ReplaySession.process` is what the node's worker does for one frame — decode, run, encode —
-followed by what only replay does: write the outputs at the input's log time with the input header, and account for
-the frame (stamp order, brake events, label metrics, video). In ``--realtime`` mode it runs on the scheduler's
-worker thread while the reading thread feeds frames and label messages; the two share only thread-safe parts (the
-label metrics lock, and separate counters of :class:`~meta_ood_perception.ros.processor.ProcessingStats`).
+the output bag, the optional label metrics and videos (one per camera), and what the summary lists (brake events,
+per-frame records, read errors). :meth:`ReplaySession.process` is what the node's worker does for one frame —
+decode, run, encode — followed by what only replay does: write the outputs at the input's log time with the input
+header, and account for the frame (stamp order, brake events, label metrics, the camera's video). In ``--realtime``
+mode it runs on the scheduler's worker thread while the reading thread feeds frames and label messages; the two
+share only thread-safe parts (the label metrics lock, and separate counters of
+:class:`~meta_ood_perception.ros.processor.ProcessingStats`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class ReplaySession:
         reader: the opened bag reader. processors: camera topic → processor. output: the output bag.
         types: the message classes. ros1: the input is a ROS 1 bag (its stamps are read differently).
         labels, label_camera: label metrics and the camera topic they score (None without a label topic).
-        video, video_topic: the video and the camera topic it shows (None without ``--video``).
+        videos: camera topic → its video (empty without ``--video``).
         per_frame: keep one record per frame (``records``). stats: camera topic → counts and latencies.
         events: brake events (on / off / unavailable / available). out_of_order: frames older than their camera's
             newest. read_errors: a damaged input bag's read failure. failure: an exception the worker hit (realtime).
@@ -65,8 +66,7 @@ class ReplaySession:
     ros1: bool = False
     labels: LabelMetrics | None = None
     label_camera: str | None = None
-    video: ReplayVideo | None = None
-    video_topic: str | None = None
+    videos: dict[str, ReplayVideo] = field(default_factory=dict)
     per_frame: bool = False
     stats: dict[str, ProcessingStats] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -133,12 +133,13 @@ class ReplaySession:
             self.records.append(frame_record(frame, log_time))
         if self.labels is not None and topic == self.label_camera:
             self.labels.add_frame(frame)
-        if self.video is not None and topic == self.video_topic:
+        video = self.videos.get(topic)
+        if video is not None:
             view = self.processors[topic].overlay(frame)  # RGB
             if view is not None:
-                self.video.add(frame.stamp_ns, np.ascontiguousarray(view[..., ::-1]))
-            elif self.video.started:  # a frame that never decoded: the last picture, marked unavailable
-                self.video.add(frame.stamp_ns, self.video.last_frame_unavailable())
+                video.add(frame.stamp_ns, np.ascontiguousarray(view[..., ::-1]))
+            elif video.started:  # a frame that never decoded: the last picture, marked unavailable
+                video.add(frame.stamp_ns, video.last_frame_unavailable())
 
     def _brake_event(self, frame: ProcessedFrame) -> None:
         topic = frame.camera.input
@@ -153,12 +154,17 @@ class ReplaySession:
                             "reason": frame.brake.reason})  # fmt: skip
 
     def close(self) -> None:
-        """Finish the output bag and the video (both stay readable with every frame written so far)."""
-        try:
-            self.output.close()
-        finally:
-            if self.video is not None:
-                self.video.close()
+        """Finish the output bag and the videos (all stay readable with every frame written so far); the first
+        failure is raised after every one has been tried."""
+        failures: list[Exception] = []
+        outputs: list[BagWriter | ReplayVideo] = [self.output, *self.videos.values()]
+        for closing in outputs:
+            try:
+                closing.close()
+            except Exception as err:  # e.g. a full disk: the other outputs are still finished
+                failures.append(err)
+        if failures:
+            raise failures[0]
 
 
 def frame_record(frame: ProcessedFrame, log_time: int) -> dict[str, Any]:

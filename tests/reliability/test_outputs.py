@@ -62,7 +62,7 @@ def test_video_survives_frames_the_pipeline_fails_on(bag, tmp_path):
     base = AnomalyPipeline.from_bundle(bundle)
     summary = replay(bag.path, tmp_path / "out", options=ReplayOptions(video=tmp_path / "v.mp4"),
                      pipeline_factory=lambda cfg: AnomalyPipeline(bundle, Failing(base.backend)))  # fmt: skip
-    assert summary["frames_rejected"] >= 1 and summary["video"]["frames"] == 5
+    assert summary["frames_rejected"] >= 1 and summary["videos"]["/camera/front/image_raw"]["frames"] == 5
 
 
 def test_labels_without_hazards_still_give_a_summary(tmp_path):
@@ -140,6 +140,35 @@ def test_the_default_demo_shows_the_meta_classifier_removing_false_positives_and
     assert f"- frames: {brake['frames']['brake']} brake, {brake['frames']['warn']} warn" in report
     assert "| phase | risk |" in report and "| warn |" in report and "| brake |" in report
 
+    # the time the user waited: warm-up and replay, each and together
+    warmup, wall = summary["warmup_s"], summary["wall_s"]
+    assert warmup > 0 and wall > 0 and summary["demo_s"] >= warmup + wall
+    assert f"kernels) | {warmup:.1f} |" in report and f"| {wall:.1f} |" in report
+    assert f"| **warm-up + replay** (what `meta-ood replay` takes) | {warmup + wall:.1f} |" in report
+    # the output bag: zstd chunks, its size in the report
+    assert summary["compression"] == "zstd" and f"output {summary['bag_mb']['anomaly_bag']:.1f} MB" in report
+    # ground truth from the drive's labels on every frame record; the hazard is visible in some frames, not all
+    from meta_ood_training.synthetic import iter_drive
+
+    _, first_target = next(iter(iter_drive(2027, 60, 256, 512)))
+    assert frames[0]["hazard_px"] == np.count_nonzero(first_target == 1)
+    assert all(f["hazard_px"] is not None for f in frames) and any(f["hazard_px"] > 0 for f in frames)
+    # frames.png: four captioned tiles (2 × 2, a 4-pixel gap), the first warn and brake frames among them
+    import cv2
+
+    from meta_ood_perception.overlay import overlay_style
+    from meta_ood_training.demo import TILE_GAP_PX, pick_frames
+
+    tiles = cv2.imread(str(tmp_path / "demo" / "frames.png"))
+    caption = overlay_style(256).banner_px
+    assert tiles.shape == (2 * (256 + caption) + TILE_GAP_PX, 2 * 512 + TILE_GAP_PX, 3)
+    picks = pick_frames(frames)
+    first_warn = next(i for i, f in enumerate(frames) if f["state"] == "warn")
+    assert len(picks) == 4 and first_warn in picks and frames.index(first_brake) in picks
+    assert cv2.imread(str(tmp_path / "demo" / "timeline.png")) is not None
+    video = summary["videos"]["/camera/front/image_raw"]
+    assert video["frames"] == 60 and (video["width"], video["height"]) == (512, 256)
+
 
 def test_the_demo_brake_timeline_counts_states_and_lists_phase_changes():
     from meta_ood_training.demo import brake_line, brake_section, brake_summary
@@ -155,3 +184,33 @@ def test_the_demo_brake_timeline_counts_states_and_lists_phase_changes():
     line = brake_line(brake)
     assert line.startswith("brake hint: warn at 0.4 s (risk 0.40), brake at 0.6 s (risk 0.60), clear at 0.8 s")
     assert line.endswith("; 2 warn, 2 brake frames (min_risk 0.3)")
+
+
+def test_frame_picks_and_hazard_spans():
+    from meta_ood_training.demo import _hazard_spans, pick_frames
+
+    states = ["clear"] * 30 + ["warn"] * 10 + ["brake"] * 60
+    picks = pick_frames([{"state": s} for s in states])
+    assert len(picks) == 4 and picks == sorted(picks) and {30, 40} <= set(picks)
+    even = pick_frames([{"state": "clear"}] * 100)  # evenly spaced from a fifth of the way to the end
+    assert even[0] == 20 and even[-1] == 99 and len(even) == 4 and np.ptp(np.diff(even)) <= 1
+    t = np.arange(10) * 0.1
+    present = [False, True, True, False, False, True, False, False, True, True]
+    spans = _hazard_spans(t, present, 0.1)
+    assert [(round(a, 2), round(b, 2)) for a, b in spans] == [(0.05, 0.25), (0.45, 0.55), (0.75, 0.95)]
+
+
+def test_a_demo_without_the_score_topic_says_so(tmp_path):
+    from meta_ood_perception.ros.bag_reader import open_reader
+    from meta_ood_training.demo import DemoConfig, run_demo
+
+    summary = run_demo(DemoConfig(out=tmp_path / "d", frames=8, height=64, width=128, score=False, compression="lz4"),
+                       progress=False)  # fmt: skip
+    reader = open_reader(tmp_path / "d" / "anomaly_bag")
+    try:
+        topics = {c.topic for c in reader.connections}
+    finally:
+        reader.close()
+    assert "/camera/front/anomaly_mask" in topics and not any(t.endswith("anomaly_score") for t in topics)
+    report = (tmp_path / "d" / "REPORT.md").read_text()
+    assert "(MCAP, lz4 chunks, without the anomaly_score topic)" in report and summary["compression"] == "lz4"
