@@ -18,7 +18,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .backends import BACKENDS
 from .bundle import DEFAULT_MAX_P_FALSE_POSITIVE
@@ -846,11 +846,20 @@ def _command_list(width: int) -> str:
     return "\n".join(lines)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``meta-ood replay: error: …; see meta-ood replay
+    --help``, exit status 2) instead of the usage block followed by the error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the one-line error and exit 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``meta-ood`` argument parser: subcommands in :func:`command_groups` order, each with its description,
     defaults and an example."""
     width = max(60, min(shutil.get_terminal_size().columns - 2, 118))
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="meta-ood", usage="%(prog)s [-h] [-v] [--version] COMMAND [options]", formatter_class=HelpFormatter,
         description=f"{textwrap.fill(SUMMARY, width)}\n\n{_command_list(width)}",
         epilog="examples:\n" + "\n".join(f"  {example}" for example in TOP_EXAMPLES),
