@@ -292,8 +292,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     )
     from meta_ood_training.meta_extract import dataset_identity
 
+    from .pipeline import PipelineConfig
+
     dataset, groups = _dataset(args)
     pipeline = _pipeline(args)
+    if args.region == "deployed":  # what the car sees: the predicted drivable region, the target only labels
+        pipeline.configure(PipelineConfig(region="road"))
     overlap = None
     if pipeline.bundle.meta_classifier is not None:
         overlap = in_sample(pipeline.bundle.meta_training, dataset_identity(dataset, args.frames))
@@ -302,6 +306,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     report = evaluate_bundle(
         pipeline, dataset, frames=args.frames, groups=groups, min_pred_size=args.min_pred_size,
         min_gt_size=args.min_gt_size, plots_dir=args.plots,
+        region_from="deployed" if args.region == "deployed" else "target",
     )  # fmt: skip
     report["bundle"], report["dataset"] = str(args.bundle), args.dataset
     report["meta"]["in_sample"] = overlap
@@ -616,6 +621,10 @@ def _evaluate_options(p: argparse.ArgumentParser) -> None:
     _add_dataset_options(p)
     p.add_argument("--min-pred-size", type=int, default=50, help="SMIYC: smallest predicted component, pixels")
     p.add_argument("--min-gt-size", type=int, default=10, help="SMIYC: smallest ground-truth component, pixels")
+    p.add_argument("--region", choices=("labelled", "deployed"), default="labelled",
+                   help="where components may lie: the ground truth's labelled region (the LostAndFound protocol) "
+                   "or the drivable region the network predicts (what the node sees; the ground truth only labels "
+                   "the components)")  # fmt: skip
     p.add_argument("--report", type=Path, required=True, help="JSON report to write")
     p.add_argument("--plots", type=Path, default=None,
                    help="folder for the meta classifier's ROC / PR plots (default: no plots)")  # fmt: skip

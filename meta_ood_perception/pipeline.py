@@ -9,8 +9,9 @@ run its stages, in this order (wall times in ``FrameResult.timings_ms``):
 3. ``upsample`` — logits resized to the bundle's **metric resolution**, softmax (taken from the graph when it
    already returns probabilities at that size);
 4. ``score`` — anomaly score a = entropy / log C at the metric resolution;
-5. ``components`` — the region (ground truth's labelled region when a target is given; else the drivable region
-   the network predicts, or the whole frame), OoD mask a ≥ t inside it, connected components, their 75 metrics;
+5. ``components`` — the region (ground truth's labelled region when a target is given, unless
+   ``region_from="deployed"``; else the drivable region the network predicts, or the whole frame), OoD mask a ≥ t
+   inside it, connected components, their 75 metrics;
 6. ``meta`` — the meta classifier's P(false positive) per component; components with P < the cut (the bundle's
    ``max_p_false_positive`` unless configured) are kept;
 7. ``domain`` — the domain monitor (:mod:`.domain`): cheap statistics of the network input, the probabilities and
@@ -53,6 +54,12 @@ STAGES = ("preprocess", "inference", "upsample", "score", "components", "meta", 
 #: Where components may lie at run time: the drivable region the network predicts, or the whole frame.
 Region = Literal["road", "frame"]
 REGIONS: tuple[Region, ...] = ("road", "frame")
+#: Where the components of a frame analysed with a target may lie: the target's labelled region (``"target"``, the
+#: LostAndFound protocol) or the region the pipeline uses without a target (``"deployed"``,
+#: :attr:`PipelineConfig.region`: what the car sees); with ``"deployed"`` the target only labels the components (void
+#: pixels count as not OoD).
+RegionSource = Literal["target", "deployed"]
+REGION_SOURCES: tuple[RegionSource, ...] = ("target", "deployed")
 #: Relative difference of the frame aspect ratio from the meta classifier's training frames that triggers a warning.
 ASPECT_TOLERANCE = 0.1
 #: Class name of the drivable road (Cityscapes' name): :attr:`PipelineConfig.road_class` by default, and the class
@@ -383,6 +390,7 @@ class AnomalyPipeline:
         ood_label: int = 1,
         void_label: int = 255,
         stopwatch: Stopwatch | None = None,
+        region_from: RegionSource = "target",
     ) -> FrameAnalysis:
         """Stages 1–6 of one (H, W, 3) uint8 RGB frame on the metric grid.
 
@@ -390,15 +398,23 @@ class AnomalyPipeline:
             image: the camera frame, any size.
             target: optional (H, W) integer ground truth at the frame's resolution (``ood_label`` = anomaly,
                 ``void_label`` = outside the labelled region); it is sampled onto the metric grid (nearest
-                neighbour), restricts the components to its labelled region and gives the ``iou`` / ``iou0``
-                targets of the table.
+                neighbour), restricts the components to its labelled region (``region_from="target"``) and gives
+                the ``iou`` / ``iou0`` targets of the table.
             stopwatch: receives the wall time of stages 1–6 (:data:`STAGES`); None = not timed.
+            region_from: with a target, where components may lie: ``"target"`` — its labelled region (the
+                LostAndFound protocol); ``"deployed"`` — the region the pipeline uses without a target
+                (``PipelineConfig.region``, what the node runs), the target only labelling the components (a
+                component without an ``ood_label`` pixel is a false positive, void pixels included). Without a
+                target the region is always the deployed one.
 
         Raises:
+            ConfigError: ``region_from`` is neither ``"target"`` nor ``"deployed"``.
             InputError: a bad frame or a target of another size or dtype.
             FaultError: bad network output (misshaped, non-finite); the backend's own
                 :class:`~.backends.BackendError` when it fails.
         """
+        if region_from not in REGION_SOURCES:
+            raise ConfigError(f"region_from must be one of {', '.join(REGION_SOURCES)}, got {region_from!r}")
         sw = stopwatch or Stopwatch()
         with sw.stage("preprocess"):
             frame = check_frame(image)
@@ -418,8 +434,13 @@ class AnomalyPipeline:
             score = self.anomaly_score(outputs, probs)
         with sw.stage("components"):
             grid_target = None if target is None else np.asarray(mapping.to_metric(target), np.uint8)
-            region = self.region(probs, grid_target, void_label)
-            ood, table = self.components(probs, score, region, grid_target, ood_label=ood_label,
+            deployed = grid_target is not None and region_from == "deployed"
+            region = self.region(probs, None if deployed else grid_target, void_label)
+            table_target = grid_target
+            if deployed:  # the target labels the components only: no pixel of it is void
+                inside = np.uint8(_not_label(ood_label, void_label))
+                table_target = np.where(grid_target == ood_label, np.uint8(ood_label), inside)
+            ood, table = self.components(probs, score, region, table_target, ood_label=ood_label,
                                          void_label=void_label)  # fmt: skip
             labels = np.abs(table.components).astype(np.int32, copy=False)
         with sw.stage("meta"):
@@ -433,16 +454,20 @@ class AnomalyPipeline:
         *,
         ood_label: int = 1,
         void_label: int = 255,
+        region_from: RegionSource = "target",
     ) -> FrameResult:
-        """Run all stages on an (H, W, 3) uint8 RGB frame (``target``: see :meth:`analyze`; offline evaluation).
+        """Run all stages on an (H, W, 3) uint8 RGB frame (``target``, ``region_from``: see :meth:`analyze`;
+        offline evaluation).
 
         Raises:
+            ConfigError: a bad ``region_from``.
             InputError: a bad frame (not an array, empty, wrong shape or dtype, too large) or target.
             FaultError: the backend failed (:class:`~.backends.BackendError`) or its output is misshaped or
                 non-finite. Either way the brake history is left as it was.
         """
         sw = Stopwatch()
-        analysis = self.analyze(image, target, ood_label=ood_label, void_label=void_label, stopwatch=sw)
+        analysis = self.analyze(image, target, ood_label=ood_label, void_label=void_label, stopwatch=sw,
+                                region_from=region_from)  # fmt: skip
         self._check_aspect(analysis.mapping)
         mapping, labels, kept, p_fp = analysis.mapping, analysis.labels, analysis.kept, analysis.p_false_positive
         n = len(analysis.table)
@@ -540,6 +565,11 @@ def drivable_region(probs: npt.NDArray[np.float32], road_index: int) -> npt.NDAr
     cols = np.arange(w)
     region: npt.NDArray[np.bool_] = (cols >= first[:, None]) & (cols <= last[:, None]) & any_road[:, None]
     return region
+
+
+def _not_label(*labels: int) -> int:
+    """The smallest label in 0..255 that is none of ``labels`` (an in-distribution label for component targets)."""
+    return next(v for v in range(256) if v not in labels)
 
 
 def _component_infos(

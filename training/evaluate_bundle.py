@@ -3,10 +3,11 @@
 Every frame goes through :meth:`AnomalyPipeline.process <meta_ood_perception.pipeline.AnomalyPipeline.process>` of
 the bundle with its deployed backend, with the frame's ground truth as target: the network at the bundle's input
 size, score and components at its metric resolution, components inside the labelled region (the LostAndFound
-protocol), the bundle's meta classifier and cut. Pixel metrics compare ``FrameResult.score`` with the labels at the
-frame's resolution; the SMIYC metrics use the kept mask at the frame's resolution; the component counts (false
-positives before and after the meta classifier, true detections lost, ground-truth objects missed) come from the
-pipeline's component table and decisions.
+protocol; ``region_from="deployed"``: inside the pipeline's own region, the predicted road for ``region="road"``,
+what the car sees, the target only labelling them), the bundle's meta classifier and cut. Pixel metrics compare
+``FrameResult.score`` with the labels at the frame's resolution; the SMIYC metrics use the kept mask at the frame's
+resolution; the component counts (false positives before and after the meta classifier, true detections lost,
+ground-truth objects missed) come from the pipeline's component table and decisions.
 
 Every value the report leaves null (JSON ``null``: undefined on these frames, or not applicable to the bundle) has
 its reason beside it, under the value's key plus ``_null_reason`` (``"auroc": null, "auroc_null_reason": "..."``);
@@ -26,12 +27,12 @@ from tqdm.auto import tqdm
 
 from meta_ood_perception.errors import InputError
 from meta_ood_perception.evaluation import PixelMetricsAccumulator
-from meta_ood_perception.pipeline import AnomalyPipeline
+from meta_ood_perception.pipeline import AnomalyPipeline, RegionSource
 from meta_ood_perception.reports import json_safe, write_json
 from meta_ood_perception.smiyc import SegmentMetricsAccumulator, frame_segments
 
 from .meta_cv import scores
-from .meta_extract import ComponentCollector
+from .meta_extract import ComponentCollector, extraction_region
 
 LOG = logging.getLogger(__name__)
 #: Suffix of the key beside a null value that says why it is null (``auroc`` → ``auroc_null_reason``).
@@ -52,8 +53,10 @@ def evaluate_bundle(
     min_gt_size: int = 10,
     plots_dir: str | Path | None = None,
     progress: bool = True,
+    region_from: RegionSource = "target",
 ) -> dict[str, Any]:
-    """The report of ``meta-ood evaluate`` (see the module docstring) over the first ``frames`` items.
+    """The report of ``meta-ood evaluate`` (see the module docstring) over the first ``frames`` items;
+    ``region_from``: where components may lie (see the module docstring), recorded as ``pipeline.region``.
 
     Returns ``{"pixel": {auroc, fpr95, auprc}, "components": {sIoU, PPV, mean_F1, F1, counts}, "meta": {auroc,
     auprc, accuracy, n, n_false_positives, note}, "frames": n, "pipeline": {...}}``; a value undefined on these
@@ -68,7 +71,7 @@ def evaluate_bundle(
     for index in tqdm(range(count), desc="evaluate", disable=not progress):
         image, target = dataset[index]
         pipeline.reset()  # frames of a test set are independent: no brake history across them
-        result = pipeline.process(image, target)
+        result = pipeline.process(image, target, region_from=region_from)
         assert result.analysis is not None
         pixel.update(result.score, target)
         segments.update(frame_segments(result.mask.astype(bool), target, min_pred_size=min_pred_size,
@@ -79,7 +82,7 @@ def evaluate_bundle(
         "components": {**_segment_report(segments, min_pred_size, min_gt_size), **component_counts(collector)},
         "meta": meta_report(collector, pipeline, plots_dir),
         "frames": count,
-        "pipeline": pipeline_settings(pipeline),
+        "pipeline": {**pipeline_settings(pipeline), "region": extraction_region(pipeline, region_from)},
     }
 
 

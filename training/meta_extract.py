@@ -2,7 +2,9 @@
 
 Every component comes from :meth:`AnomalyPipeline.analyze <meta_ood_perception.pipeline.AnomalyPipeline.analyze>`
 of the bundle being trained or evaluated — the same pre-processing, backend, metric resolution, threshold and
-meta classifier the node runs — inside the target's labelled region (the LostAndFound protocol: void excluded).
+meta classifier the node runs — inside the target's labelled region (the LostAndFound protocol: void excluded) or,
+with ``region_from="deployed"``, inside the region the node uses (the predicted drivable region), the target then
+only labelling the components.
 :class:`ComponentCollector` turns those analyses into the table (``y`` = iou0, 1 = false positive), the groups, the
 ground-truth objects with the components that overlap them, and the pipeline's own P(false positive) and
 keep/remove decision; ``meta-ood extract-metrics``, ``meta-ood evaluate``, ``meta-ood results`` and the default
@@ -22,7 +24,7 @@ from tqdm.auto import tqdm
 
 from meta_ood_perception.components import label_components
 from meta_ood_perception.errors import InputError
-from meta_ood_perception.pipeline import AnomalyPipeline, FrameAnalysis
+from meta_ood_perception.pipeline import AnomalyPipeline, FrameAnalysis, RegionSource
 
 from .meta_data import MetaDataset, ObjectOverlaps
 
@@ -107,15 +109,23 @@ def dataset_identity(dataset: Any, frames: int | None = None) -> dict[str, Any]:
     return identity
 
 
-def extraction_metadata(pipeline: AnomalyPipeline, dataset: Any, frames: int | None = None) -> dict[str, Any]:
+def extraction_region(pipeline: AnomalyPipeline, region_from: RegionSource = "target") -> str:
+    """The region name recorded for components extracted with ``region_from``: ``"labelled"`` (the target's) or
+    the pipeline's deployed region (``"road"`` / ``"frame"``)."""
+    return "labelled" if region_from == "target" else pipeline.config.region
+
+
+def extraction_metadata(
+    pipeline: AnomalyPipeline, dataset: Any, frames: int | None = None, region_from: RegionSource = "target"
+) -> dict[str, Any]:
     """The ``metadata`` of a features file extracted through ``pipeline`` from ``dataset``: ``data`` (see
-    :func:`dataset_identity`) and ``extraction`` (bundle, network input size, metric grid, threshold, region =
-    ``labelled``, frame aspect ratio of the first frame, the network's SHA-256)."""
+    :func:`dataset_identity`) and ``extraction`` (bundle, network input size, metric grid, threshold, region
+    (:func:`extraction_region`), frame aspect ratio of the first frame, the network's SHA-256)."""
     bundle = pipeline.bundle
     extraction: dict[str, Any] = {
         "bundle": str(bundle.root.resolve()), "architecture": bundle.manifest["model"]["architecture"],
         "input_size": list(bundle.input_size), "metric_size": list(pipeline.metric_size),
-        "threshold": float(pipeline.threshold), "region": "labelled",
+        "threshold": float(pipeline.threshold), "region": extraction_region(pipeline, region_from),
         "network_sha256": bundle.manifest["checksums"].get(bundle.manifest["model"]["files"].get("torch", "")),
     }  # fmt: skip
     if len(dataset):
@@ -134,11 +144,15 @@ def extract(
     void_label: int = 255,
     progress: bool = True,
     desc: str = "component metrics",
+    region_from: RegionSource = "target",
 ) -> ComponentCollector:
     """Run ``pipeline`` over the first ``frames`` items ``(RGB uint8 image, target)`` of ``dataset``.
 
     Args:
         groups: group id per item (e.g. the LostAndFound sequence); default the item index (frame).
+        region_from: where components may lie (:meth:`AnomalyPipeline.analyze
+            <meta_ood_perception.pipeline.AnomalyPipeline.analyze>`): the target's labelled region (``"target"``)
+            or the pipeline's deployed region (``"deployed"``).
 
     Returns:
         the collector: ``.dataset()`` is the meta-classification table, ``.p_false_positive`` / ``.kept`` the
@@ -150,6 +164,7 @@ def extract(
     collector = ComponentCollector(ood_label)
     for index in tqdm(range(count), desc=desc, disable=not progress):
         image, target = dataset[index]
-        analysis = pipeline.analyze(image, target, ood_label=ood_label, void_label=void_label)
+        analysis = pipeline.analyze(image, target, ood_label=ood_label, void_label=void_label,
+                                    region_from=region_from)  # fmt: skip
         collector.add(analysis, index if groups is None else int(groups[index]))
     return collector
