@@ -147,9 +147,11 @@ def overload(process: Callable[[Any], ProcessedFrame], make: Callable[[int], Any
     rss_warm = None
     scheduler.start()
     try:
-        deadline = time.monotonic() + PROGRESS_TIMEOUT_S
-        while done(scheduler) < processed:
-            assert time.monotonic() < deadline, f"the worker stopped: {done(scheduler)} frames in 60 s"
+        progress, deadline = 0, time.monotonic() + PROGRESS_TIMEOUT_S
+        while (finished := done(scheduler)) < processed:
+            if finished > progress:
+                progress, deadline = finished, time.monotonic() + PROGRESS_TIMEOUT_S
+            assert time.monotonic() < deadline, f"the worker stopped after {finished} frames"
             if len(submitted_at) < FRAMES_PER_PERIOD * len(starts) + 1:  # never more ahead than one period
                 scheduler.submit(TOPIC, (len(submitted_at), make(len(submitted_at))))
                 submitted_at.append(time.monotonic())

@@ -416,9 +416,13 @@ def test_overload_drops_stale_frames_and_bounds_latency(ros, frames):
             periods.append(outputs[-1] - sent)
         warm, steady = len(outputs), float(np.median(periods[5:]))
         start, next_at = time.monotonic(), time.monotonic()
+        progress, deadline = 0, start + 60
         while published < warm + count:
             seen = len(outputs) - warm
             now = time.monotonic()
+            if seen > progress:
+                progress, deadline = seen, now + 60
+            assert now < deadline, f"no output from the node for 60 s after {seen} outputs"
             behind = published - warm < FRAMES_PER_OUTPUT * seen  # short of FRAMES_PER_OUTPUT for an output seen
             if (now >= next_at or behind) and published - warm < FRAMES_PER_OUTPUT * (seen + 1):
                 publish()
