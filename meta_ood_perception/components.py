@@ -110,8 +110,7 @@ def label_components(mask: npt.ArrayLike) -> Components:
     """
     seg = _as_mask(mask, "mask").view(np.uint8)
     labels, count = raster_labels(seg)
-    with _kernels.KERNEL_LOCK:
-        _kernels.sign_boundaries(labels, eroded_mask(seg))
+    _kernels.sign_boundaries(labels, eroded_mask(seg))
     return Components(marked=labels, count=count)
 
 

@@ -18,18 +18,19 @@ Cost grows with the number of component pixels, not with H·W, apart from one va
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
-import numba
 import numpy as np
 import numpy.typing as npt
 
 from . import _kernels
 from .components import _as_mask, eroded_mask, label_components, raster_labels
 from .errors import ConfigError, InputError
-from .scores import EPS_F32, as_probs_array
+from .pixel_pass import Frame, pixel_sums
+from .scores import as_probs_array
 from .stopwatch import Stopwatch
 
 N_CLASSES_REFERENCE = 19
@@ -47,7 +48,6 @@ _HEAT_SUFFIXES = (
     "_var_rel_in",
 )
 _KERNEL_3X3 = np.ones((3, 3), dtype=np.uint8)
-_ACC_BUDGET_BYTES = 64 * 2**20
 
 
 def feature_names(n_classes: int = N_CLASSES_REFERENCE) -> list[str]:
@@ -219,45 +219,59 @@ def _check_labels(ood_label: int, void_label: int) -> None:
 
 
 def _adjusted_iou(
-    labels: npt.NDArray[np.int32],
-    count: int,
+    marked: npt.NDArray[np.int32],
     sizes: npt.NDArray[np.float64],
     other: npt.NDArray[np.bool_],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """MetaSeg's adjusted IoU of each component of ``labels`` with the pixel set ``other``.
+    """MetaSeg's adjusted IoU of each component of ``marked`` ((H, W) int32 ids, signed or not) with ``other``.
 
     I = |K ∩ other|; U = |K| + |L|, L = the 8-components of ``other`` outside all components that touch K's
-    3×3 neighbourhood. Returns (iou, I), both (count,) float64; iou = 0 where I = 0.
+    3×3 neighbourhood. ``sizes`` are the (K,) component sizes. Returns (iou, I), both (K,) float64; iou = 0
+    where I = 0.
     """
-    inter = np.bincount(labels[other], minlength=count + 1)[1:].astype(np.float64)
-    rest = other & (labels == 0)
-    n_rest, rest_labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
-        rest.view(np.uint8), 8, cv2.CV_32S, cv2.CCL_WU
-    )
-    near = cv2.dilate((labels > 0).view(np.uint8), _KERNEL_3X3).view(np.bool_) & rest
-    ys, xs = np.nonzero(near)
-    height, width = labels.shape
-    codes = []
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy == 0 and dx == 0:
-                continue
-            yy, xx = ys + dy, xs + dx
-            ok = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
-            k = labels[yy[ok], xx[ok]].astype(np.int64)
-            r = rest_labels[ys[ok], xs[ok]].astype(np.int64)
-            hit = k > 0
-            codes.append(k[hit] * n_rest + r[hit])
-    pairs = np.unique(np.concatenate(codes)) if codes else np.zeros(0, np.int64)
-    area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-    extra = np.bincount(pairs // n_rest, weights=area[pairs % n_rest], minlength=count + 1)[1:]
-    union = sizes + extra
+    count = len(sizes)
+    inside = marked != 0
+    inter = np.bincount(np.abs(marked[other]), minlength=count + 1)[1:].astype(np.float64)
+    near = np.flatnonzero(cv2.dilate(inside.view(np.uint8), _KERNEL_3X3).view(np.bool_) & other & ~inside)
+    rest = np.array(other, dtype=np.uint8).reshape(-1)  # consumed by the kernel
+    return _iou_from_parts(marked, rest, sizes, inter, near)
+
+
+def _iou_from_parts(
+    marked: npt.NDArray[np.int32],
+    other: npt.NDArray[np.uint8],
+    sizes: npt.NDArray[np.float64],
+    inter: npt.NDArray[np.float64],
+    near: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(iou, I) from the (K,) sizes and intersections and the ``near`` pixels of the (H·W,) uint8 set ``other``,
+    which is consumed (see :func:`_kernels.touched_areas`)."""
+    count = len(inter)
+    extra = np.zeros(count + 1)
+    _kernels.touched_areas(marked, other, near, extra)
+    union = sizes + extra[1:]
     iou = np.divide(inter, union, out=np.zeros(count), where=inter > 0)
     return iou, inter
 
 
-def _chunks(total: int, n_chunks: int) -> npt.NDArray[np.int64]:
-    return np.linspace(0, total, n_chunks + 1).round().astype(np.int64)
+def _check_sums(p: npt.NDArray[np.float32], sum_tolerance: float) -> None:
+    """Raise InputError naming the first pixel whose probabilities are not finite, ≥ 0 and summing to 1.
+
+    Runs only when the gather kernel flagged a band; the sums are the kernel's (float32, class order).
+    """
+    total = np.add.reduce(p, axis=0).astype(np.float64)
+    total_abs = np.add.reduce(np.abs(p), axis=0).astype(np.float64)
+    # Negative entries make Σ|p| exceed Σp; NaN fails every comparison.
+    bad = ~((total >= 1.0 - sum_tolerance) & (total_abs <= 1.0 + sum_tolerance))
+    if not bad.any():
+        return  # the band held −0.0 (a set sign bit) and nothing else wrong
+    first = int(np.flatnonzero(bad)[0])
+    y, x = divmod(first, p.shape[2])
+    raise InputError(
+        f"probs must be finite, non-negative and sum to 1 over classes (±{sum_tolerance}): "
+        f"{int(bad.sum())} pixel(s) fail, first at (row {y}, col {x}) "
+        f"with sum {total.flat[first]:.6g} and values {p[:, y, x][:4].tolist()}..."
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -326,59 +340,44 @@ def component_metrics(
     seg_u8 = np.ascontiguousarray(seg).view(np.uint8)
     marked, count = raster_labels(seg_u8)  # signed in place by the gather kernel
     touch = cv2.dilate(seg_u8, _KERNEL_3X3) if count else np.zeros(shape, np.uint8)
+    eroded = eroded_mask(seg_u8)
     row_offsets = np.zeros(height + 1, dtype=np.int64)
     np.cumsum(cv2.reduce(seg_u8, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel(), out=row_offsets[1:])
     n_px = int(row_offsets[-1])
     clock.lap("components")
 
-    n_acc = _kernels.N_FIXED + n_classes
-    per_chunk = (count + 1) * (n_acc + n_classes) * 8
-    # One chunk per thread measured fastest (more chunks only add scheduling and accumulator traffic).
-    n_chunks = max(1, min(numba.get_num_threads(), height, _ACC_BUDGET_BYTES // per_chunk))
-    row_bounds = _chunks(height, n_chunks)
-    P = np.empty((n_classes, n_px), dtype=np.float32)
-    M = np.empty(n_px, dtype=np.int32)
-    Y = np.empty(n_px, dtype=np.int32)
-    X = np.empty(n_px, dtype=np.int32)
-    ndist = np.zeros((n_chunks, count + 1, n_classes), dtype=np.int64)
-    bad_count = np.zeros(n_chunks, dtype=np.int64)
-    bad_first = np.zeros(n_chunks, dtype=np.int64)
-    bad_value = np.zeros(n_chunks, dtype=np.float64)
-    with _kernels.KERNEL_LOCK:
-        _kernels.gather_touched(
-            p, marked, eroded_mask(seg_u8), touch, row_offsets, row_bounds, validate, float(sum_tolerance),
-            P, M, Y, X, ndist, bad_count, bad_first, bad_value,
-        )  # fmt: skip
-    clock.lap("gather")
-    if validate and bad_count.any():
-        ch = int(np.flatnonzero(bad_count)[0])
-        y, x = divmod(int(bad_first[ch]), width)
-        raise InputError(
-            f"probs must be finite, non-negative and sum to 1 over classes (±{sum_tolerance}): "
-            f"{int(bad_count.sum())} pixel(s) fail, first at (row {y}, col {x}) "
-            f"with sum {bad_value[ch]:.6g} and values {p[:, y, x][:4].tolist()}..."
-        )
-
-    # numpy's float32 log is what the reference used: E stays bit-identical to the research code.
-    LG = np.add(P, EPS_F32)
-    np.log(LG, out=LG)
-    clock.lap("log")
-    acc = np.zeros((n_chunks, count + 1, n_acc), dtype=np.float64)
-    with _kernels.KERNEL_LOCK:
-        _kernels.accumulate(P, LG, M, Y, X, _chunks(n_px, n_chunks), np.float32(math.log(1.0 / n_classes)), acc)
-    clock.lap("accumulate")
-    totals = acc.sum(axis=0)[1:]
-    neighbours = ndist.sum(axis=0)[1:].astype(np.float64)
+    truth = np.zeros(1, dtype=np.uint8)  # a placeholder without ground truth
+    if gt_arr is not None:
+        truth_mask = gt_arr == ood_label
+        if region is not None:
+            truth_mask &= region  # outside the valid region nothing is ground-truth OoD, as for void
+        truth = truth_mask.reshape(-1).view(np.uint8)
+    frame = Frame(
+        probs=p.reshape(n_classes, height * width),
+        marked=marked,
+        eroded=eroded,
+        touch=np.asarray(touch, dtype=np.uint8).reshape(-1),
+        other=truth,
+        has_other=gt_arr is not None,
+        validate=validate,
+        lo=1.0 - float(sum_tolerance),
+        hi=1.0 + float(sum_tolerance),
+        log_inv_c=np.float32(math.log(1.0 / n_classes)),
+    )
+    n_ring = int(cv2.countNonZero(touch)) - n_px if frame.has_other else 0
+    sums = pixel_sums(frame, row_offsets, count, n_ring)
+    clock.lap("pixels")
+    if sums.suspect:
+        _check_sums(p, sum_tolerance)
+    totals = sums.acc[1:]
+    neighbours = sums.ndist[1:].astype(np.float64)
     features = _assemble_features(totals, neighbours, n_classes)
     clock.lap("assemble")
 
     iou = iou0 = None
-    if gt_arr is not None:
+    if frame.has_other:
         sizes = totals[:, _kernels.ACC_N_IN] + totals[:, _kernels.ACC_N_BD]
-        truth = gt_arr == ood_label
-        if region is not None:
-            truth &= region  # outside the valid region nothing is ground-truth OoD, as for void
-        iou, inter = _adjusted_iou(np.abs(marked), count, sizes, truth)
+        iou, inter = _iou_from_parts(marked, truth, sizes, totals[:, _kernels.ACC_INTER].copy(), sums.near)
         iou0 = (inter == 0).astype(np.float64)
         clock.lap("iou")
     if timings_ms is not None:
@@ -500,7 +499,7 @@ def ground_truth_metrics(
         .reshape(count + 1, n_classes)[1:]
         .astype(np.float64)
     )
-    iou, inter = _adjusted_iou(labels, count, S, predicted)
+    iou, inter = _adjusted_iou(comps.marked, S, predicted)
     label_class = None
     if labels_arr is not None:
         _, first = np.unique(lab, return_index=True)
@@ -519,3 +518,29 @@ def ground_truth_metrics(
         class_probs=class_probs,
         label_class=label_class,
     )
+
+
+def compile_kernels() -> float:
+    """Compile every metric kernel now (or load it from numba's on-disk cache) by running the metrics once on a
+    tiny synthetic frame, so that the first real frame is not slow.
+
+    The first compilation after an install or an upgrade takes about :data:`_kernels.COMPILE_SECONDS` seconds and
+    logs one INFO line; later processes load the cached kernels (well under a second). Run it at install time::
+
+        python -c "from meta_ood_perception.metrics import compile_kernels; compile_kernels()"
+
+    Returns:
+        The wall time it took, in seconds.
+
+    """
+    start = time.perf_counter()
+    probs = np.full((3, 8, 12), 1.0 / 3.0, dtype=np.float32)
+    mask = np.zeros((8, 12), dtype=bool)
+    mask[2:6, 2:6] = True
+    mask[1, 9] = True
+    gt = np.zeros((8, 12), dtype=np.uint8)
+    gt[3:7, 4:9] = 1
+    component_metrics(probs, mask, gt)
+    ground_truth_metrics(probs, mask, gt)
+    label_components(mask)
+    return time.perf_counter() - start
