@@ -412,8 +412,11 @@ def cmd_build_engine(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Write a synthetic drive as a rosbag, replay it through the default bundle on the CPU, and write the output bag,
     an annotated video, plots and REPORT.md."""
-    _training()
-    from meta_ood_training.demo import DemoConfig, brake_line, run_demo
+    try:  # the demo needs the synthetic world and plots (the 'demo' extra), not torch
+        from meta_ood_training.demo import DemoConfig, brake_line, run_demo
+    except ModuleNotFoundError as err:
+        raise CLIError(f"meta-ood demo needs {err.name}: pip install 'meta_ood_perception[demo]' "
+                       "(matplotlib, tqdm, pillow, av)") from err  # fmt: skip
 
     config = DemoConfig(out=args.out, seed=args.seed, frames=args.frames, height=args.size[0], width=args.size[1],
                         bundle=args.bundle, backend=args.backend, score=not args.no_score,
