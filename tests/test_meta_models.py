@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
+from meta_ood_perception.errors import ConfigError
 from meta_ood_training.meta_models import (
     MLPConfig,
     StackedMLP,
+    Workspace,
     _init_stack,
+    layer_shapes,
     loss_and_grads,
     train_stacked_mlps,
 )
@@ -120,3 +125,55 @@ def test_invalid_config():
         MLPConfig(epochs=0)
     with pytest.raises(ValueError, match="hidden widths"):
         MLPConfig(hidden=(0,))
+    with pytest.raises(ConfigError, match=r"precision must be one of \['bfloat16', 'float32'\], got 'float16'"):
+        MLPConfig(precision="float16")
+
+
+def test_layer_shapes_pad_inputs_with_the_constant_unit():
+    assert layer_shapes((75, 75, 75, 75, 1)) == [(80, 80), (80, 80), (80, 80), (80, 1)]
+    assert layer_shapes((5, 3, 1)) == [(8, 8), (8, 1)]
+    assert layer_shapes((7, 8, 1)) == [(8, 16), (16, 1)]  # 7 + constant fits 8; 8 + constant needs 16
+    assert layer_shapes((75, 75, 75, 75, 1), pad=4) == [(76, 76), (76, 76), (76, 76), (76, 1)]
+    X, y = torch.randn(20, 75), (torch.rand(20) > 0.5).float()
+    for precision, width in (("float32", 80), ("bfloat16", 76)):  # the padding each precision runs fastest with
+        cfg = MLPConfig(epochs=1, batch_size=8, precision=precision)
+        net = train_stacked_mlps(X, y, [np.arange(20)], torch.zeros(1, 75), torch.ones(1, 75), cfg)
+        assert [tuple(w.shape[1:]) for w in net.weights] == [(width, width)] * 3 + [(width, 1)]
+
+
+def test_bfloat16_backward_is_the_float32_one_within_bfloat16_rounding():
+    gen = torch.Generator().manual_seed(0)
+    net = _init_stack(4, (6, 9, 4, 1), gen, torch.device("cpu"))
+    xb = torch.randn(4, 32, 6, generator=gen)
+    yb = (torch.rand(4, 32, generator=gen) > 0.5).float()
+    mask = torch.ones(4, 32)
+    loss32, grads32 = loss_and_grads(net, xb, yb, mask)
+    grads32 = [g.clone() for g in grads32]
+    ws = Workspace(net, 32, torch.bfloat16)
+    loss16, grads16 = loss_and_grads(net, xb, yb, mask, ws)
+    assert all(g.dtype == torch.float32 for g in grads16) and loss16.dtype == torch.float32
+    torch.testing.assert_close(loss16, loss32, atol=0.02, rtol=0.02)
+    for g16, g32 in zip(grads16, grads32, strict=True):
+        assert float((g16 - g32).abs().max()) <= 0.05 * float(g32.abs().max())  # bfloat16: 8 significant bits
+        assert float((g16 - g32).abs().max()) > 0  # the products did run in bfloat16
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_bfloat16_training_keeps_the_model_exact_where_it_must_and_close_elsewhere(shared):
+    rng = np.random.default_rng(1)
+    X = torch.tensor(rng.normal(size=(60, 5)), dtype=torch.float32)
+    y = torch.tensor(X.numpy()[:, 0] + 0.2 * rng.normal(size=60) > 0, dtype=torch.float32)
+    sets = [np.delete(np.arange(60), i) for i in range(4)]
+    mean = torch.zeros(4, 5) if shared else torch.tensor(rng.normal(size=(4, 5)) * 0.1, dtype=torch.float32)
+    scale = torch.ones(4, 5)
+    cfg = MLPConfig(hidden=(6, 6), epochs=20, batch_size=16)
+    nets = {p: train_stacked_mlps(X, y, sets, mean, scale, replace(cfg, precision=p)) for p in ("float32", "bfloat16")}
+    start = _init_stack(4, (5, 6, 6, 1), torch.Generator().manual_seed(cfg.seed), torch.device("cpu"))
+    low = nets["bfloat16"]
+    for w32, w16, w0 in zip(nets["float32"].weights, low.weights, start.weights, strict=True):
+        assert w16.dtype == torch.float32  # float32 master weights
+        assert 0 < float((w16 - w32).norm()) < 0.1 * float((w32 - w0).norm())  # the same training, rounded
+    w0 = low.weights[0]
+    assert (w0[:, 6:, :] == 0).all() and (w0[:, :, 7:] == 0).all()  # padding stays exactly zero
+    assert (w0[:, 5, 6] == 1).all() and (w0[:, :5, 6] == 0).all()  # the constant unit is passed on exactly
+    assert low.history["loss"][-1] < low.history["loss"][0]
