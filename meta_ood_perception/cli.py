@@ -56,7 +56,8 @@ def _mlp_config(args: argparse.Namespace) -> Any:
     if str(args.device).startswith("cuda") and not torch.cuda.is_available():
         raise CLIError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu)")
 
-    return MLPConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device)
+    return MLPConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
+                     precision=args.precision)
 
 
 def _load(path: Path) -> Any:
@@ -521,6 +522,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=_positive_int, default=50, help="MLP training epochs")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="MLP batch size")
     p.add_argument("--device", default="cpu", help="torch device for MLP training: cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="dtype of the MLP's batched products: float32 (the reference's arithmetic) or bfloat16 "
+                        "(2x faster on CPUs with avx512_bf16 / AMX; AUROC within the seed spread)")  # fmt: skip
 
 
 def _add_cv_options(p: argparse.ArgumentParser) -> None:
