@@ -1,8 +1,8 @@
 """Compiled (numba) kernels behind :mod:`meta_ood_perception.metrics` and :mod:`meta_ood_perception.components`.
 
 All kernels are serial and release the GIL (numba's threading layers are never entered, so Python threads may
-call them concurrently); :mod:`meta_ood_perception.metrics` runs them from up to ``numba.get_num_threads()``
-Python threads, one superband of rows at a time per thread:
+call them concurrently); :mod:`meta_ood_perception.pixel_pass` runs them from up to :func:`worker_count` Python
+threads, one superband of rows at a time per thread:
 
 1. :func:`gather_rows` walks its rows in bands of a few rows. It streams each band of every class plane once
    (with ``validate``: sums Σ_c p_c and ORs the sign bits, the only full read of ``probs``), copies the C
@@ -20,7 +20,7 @@ a component.
 Numba caches the compiled kernels (``cache=True``): in ``NUMBA_CACHE_DIR`` when set, else next to this file
 (``__pycache__``), else in the user's cache directory (``~/.cache/numba``); when none of these is writable, in
 ``<tmp>/meta-ood-numba-cache-<uid>``, and without a cache (compiled in every process) as the last resort. The
-first compilation in a process logs one INFO line (:data:`COMPILE_NOTICE`).
+first compilation in a process logs one INFO line (:data:`COMPILE_NOTICE`; a WARNING when nothing is cached).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ import numpy as np
 
 LOG = logging.getLogger("meta_ood_perception.metrics")
 
-#: Cold compile time of all kernels (``compile_kernels`` with an empty cache), seconds, rounded up: 8.3 s measured on
-#: the 2-core dev VM while it was loaded (docs/PERFORMANCE.md).
-COMPILE_SECONDS = 10
+#: Cold compile time of all kernels (``compile_kernels`` with an empty cache), seconds: 2.6 s on the idle 2-core dev
+#: VM, 8–10 s while other jobs loaded it (docs/PERFORMANCE.md).
+COMPILE_SECONDS = 5
 #: The INFO line logged before the first kernel compiles in a process (a cache miss).
 COMPILE_NOTICE = "compiling the metric kernels once (~%d s; cached for later runs)"
 _NO_CACHE_NOTICE = "compiling the metric kernels (~%d s): no writable cache directory, set NUMBA_CACHE_DIR to keep them"
@@ -100,7 +100,10 @@ def _on_compile_start(_listener, event):
     module = getattr(getattr(dispatcher, "py_func", None), "__module__", None)
     if module == __name__ and not _state["announced"]:
         _state["announced"] = True
-        LOG.info(COMPILE_NOTICE if _state["cached"] else _NO_CACHE_NOTICE, COMPILE_SECONDS)
+        if _state["cached"]:
+            LOG.info(COMPILE_NOTICE, COMPILE_SECONDS)
+        else:
+            LOG.warning(_NO_CACHE_NOTICE, COMPILE_SECONDS)
 
 
 # numba broadcasts "numba:compile" only on a cache miss, right before compiling (numba.core.event).
@@ -123,12 +126,13 @@ def sign_boundaries(labels, eroded):
 @_njit
 def _gather_class(plane, c, comp_i, n_comp, o, eps, P, PE, ring_i, n_ring, ring_best, ring_pred):
     """Copy class ``c`` of the band's component pixels into P and P + ε into PE; update the ring's argmax."""
-    out_p = P[c]
-    out_pe = PE[c]
+    # Views and range indices: numba adds no negative-index wraparound to these loads and stores (2 ms per frame).
+    out_p = P[c, o : o + n_comp]
+    out_pe = PE[c, o : o + n_comp]
     for j in range(n_comp):
         v = plane[comp_i[j]]
-        out_p[o + j] = v
-        out_pe[o + j] = v + eps
+        out_p[j] = v
+        out_pe[j] = v + eps
     if c == 0:
         for j in range(n_ring):
             ring_best[j] = plane[ring_i[j]]
@@ -178,8 +182,8 @@ def gather_rows(
     height, width = marked.shape
     cap = band * width
     band_sum = np.empty(cap, dtype=np.float32)
-    comp_i = np.empty(cap, dtype=np.int64)
-    ring_i = np.empty(cap, dtype=np.int64)
+    comp_i = np.empty(cap, dtype=np.uint64)  # unsigned: no wraparound on the gathers
+    ring_i = np.empty(cap, dtype=np.uint64)
     ring_y = np.empty(cap, dtype=np.int64)
     ring_x = np.empty(cap, dtype=np.int64)
     ring_best = np.empty(cap, dtype=np.float32)
@@ -382,16 +386,18 @@ def accumulate(
                 t3 = 0.0
                 j = run_start[r]
                 end = run_start[r + 1]
+                # Unsigned indices: numba adds no negative-index wraparound (the bounds are loaded values).
                 while j + 4 <= end:
-                    t0 += pc[j]
-                    t1 += pc[j + 1]
-                    t2 += pc[j + 2]
-                    t3 += pc[j + 3]
+                    u = np.uint64(j)
+                    t0 += pc[u]
+                    t1 += pc[u + np.uint64(1)]
+                    t2 += pc[u + np.uint64(2)]
+                    t3 += pc[u + np.uint64(3)]
                     j += 4
                 while j < end:
-                    t0 += pc[j]
+                    t0 += pc[np.uint64(j)]
                     j += 1
-                acc[run_k[r], ACC_CPROB + c] += (t0 + t1) + (t2 + t3)
+                acc[np.uint64(run_k[r]), ACC_CPROB + c] += (t0 + t1) + (t2 + t3)
         for r in range(n_runs):
             n_in = 0.0
             n_bd = 0.0
@@ -399,10 +405,11 @@ def accumulate(
             cols = 0.0
             heat[:] = 0.0
             for j in range(run_start[r], run_start[r + 1]):
-                i = b0 + j
-                e = np.float64(ent[j] / log_inv_c)
-                d = np.float64(np.float32(1.0 - np.float64(p1[j]) + np.float64(p2[j])))
-                v = np.float64(np.float32(1.0 - np.float64(p1[j])))
+                i = np.uint64(b0 + j)
+                u = np.uint64(j)
+                e = np.float64(ent[u] / log_inv_c)
+                d = np.float64(np.float32(1.0 - np.float64(p1[u]) + np.float64(p2[u])))
+                v = np.float64(np.float32(1.0 - np.float64(p1[u])))
                 base = 0
                 if M[i] > 0:
                     n_in += 1.0

@@ -324,17 +324,15 @@ def component_metrics(
     seg = _mask_like(ood_mask, "ood_mask", shape)
     if not sum_tolerance > 0:
         raise ConfigError(f"sum_tolerance must be positive, got {sum_tolerance}")
-    region: npt.NDArray[np.bool_] | None = None
     gt_arr = None
     if gt is not None:
         _check_labels(ood_label, void_label)
         gt_arr = _label_map(gt, shape)
-        region = gt_arr != void_label
+        seg = seg & (gt_arr != void_label)
+    valid_mask = None
     if valid is not None:
-        v = _mask_like(valid, "valid", shape)
-        region = v if region is None else region & v
-    if region is not None:
-        seg = seg & region
+        valid_mask = _mask_like(valid, "valid", shape)
+        seg = seg & valid_mask
 
     clock = Stopwatch()
     seg_u8 = np.ascontiguousarray(seg).view(np.uint8)
@@ -348,9 +346,9 @@ def component_metrics(
 
     truth = np.zeros(1, dtype=np.uint8)  # a placeholder without ground truth
     if gt_arr is not None:
-        truth_mask = gt_arr == ood_label
-        if region is not None:
-            truth_mask &= region  # outside the valid region nothing is ground-truth OoD, as for void
+        truth_mask = gt_arr == ood_label  # never void: ood_label != void_label
+        if valid_mask is not None:
+            truth_mask &= valid_mask  # outside the valid region nothing is ground-truth OoD, as for void
         truth = truth_mask.reshape(-1).view(np.uint8)
     frame = Frame(
         probs=p.reshape(n_classes, height * width),
