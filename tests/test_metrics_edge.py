@@ -345,3 +345,49 @@ def test_many_components_share_fewer_superbands(small_work_units, monkeypatch):
     out = component_metrics(probs, mask).to_dict()
     for key, values in expected.items():
         np.testing.assert_allclose(out[key], values, rtol=1e-12, atol=1e-12, err_msg=key)
+
+
+def test_concurrent_callers_share_the_helpers(small_work_units):
+    # Several cameras in one process call the metrics from their own threads; the helper pool serves them all.
+    import threading
+
+    rng = np.random.default_rng(9)
+    small_work_units(20)
+    frames = [(random_probs(rng, 5, 24, 20, temperature=2.0), rng.random((24, 20)) < 0.5) for _ in range(4)]
+    expected = [component_metrics(p, m).features for p, m in frames]
+    got: list = [None] * len(frames)
+
+    def run(i: int) -> None:
+        for _ in range(5):
+            got[i] = component_metrics(*frames[i]).features
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(frames))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for i, features in enumerate(got):
+        np.testing.assert_array_equal(features, expected[i])
+
+
+def test_an_error_in_any_superband_reaches_the_caller(small_work_units, monkeypatch):
+    import itertools
+
+    from meta_ood_perception import _kernels
+
+    rng = np.random.default_rng(10)
+    small_work_units(20)
+    probs, mask = random_probs(rng, 5, 24, 20, temperature=2.0), rng.random((24, 20)) < 0.5
+    calls = itertools.count()
+    real = _kernels.accumulate
+
+    def failing(*args):
+        if next(calls) == 3:
+            raise MemoryError("superband 4 could not allocate")
+        return real(*args)
+
+    monkeypatch.setattr(_kernels, "accumulate", failing)
+    with pytest.raises(MemoryError, match="superband 4"):
+        component_metrics(probs, mask)
+    monkeypatch.setattr(_kernels, "accumulate", real)
+    assert len(component_metrics(probs, mask)) > 0  # the helpers survived
