@@ -42,7 +42,7 @@ from .bundle import Bundle, load_bundle
 from .components import ood_mask
 from .domain import DomainStatus, frame_features, monitor_off
 from .errors import ConfigError, FaultError, InputError
-from .metrics import ComponentMetrics, component_metrics
+from .metrics import ComponentMetrics, compile_kernels, component_metrics
 from .preprocessing import check_frame, logits_to_probs, to_network_input
 from .resolution import FrameMapping
 from .scores import anomaly_score
@@ -274,7 +274,9 @@ class AnomalyPipeline:
 
     def warm_up(self, height: int | None = None, width: int | None = None) -> float:
         """Run one grey frame (default: the bundle's input size) so that the first real frame does not pay for
-        loading kernels and allocating buffers; the brake history is reset afterwards. Returns its milliseconds."""
+        loading kernels and allocating buffers (the grey frame has no components: :func:`compile_kernels` loads
+        or compiles the component kernels too); the brake history is reset afterwards. Returns its milliseconds."""
+        compile_kernels()
         h, w = height or self.bundle.input_size[0], width or self.bundle.input_size[1]
         result = self.process(np.full((h, w, 3), 128, np.uint8))
         self.reset()
