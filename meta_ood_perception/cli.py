@@ -56,8 +56,9 @@ def _mlp_config(args: argparse.Namespace) -> Any:
     if str(args.device).startswith("cuda") and not torch.cuda.is_available():
         raise CLIError(f"--device {args.device}: CUDA is not available on this machine (use --device cpu)")
 
-    return MLPConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                     precision=args.precision)
+    return MLPConfig(
+        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device, precision=args.precision
+    )
 
 
 def _load(path: Path) -> Any:
