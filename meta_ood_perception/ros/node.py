@@ -168,6 +168,7 @@ class Perception:
         self.scheduler: LatestFrameScheduler | None = None
         self.subscriptions: list[Subscription] = []
         self.timer: Timer | None = None
+        self.closed = False
         node.add_on_set_parameters_callback(self._on_set_parameters)
 
     # -- activation ------------------------------------------------------------------------------------------------
@@ -217,6 +218,9 @@ class Perception:
         if self.scheduler is not None:
             self.scheduler.stop(timeout=1.5)
             self.scheduler = None
+        if not self.closed:  # a lifecycle node configured again must not keep validating against this instance
+            self.closed = True
+            self.node.remove_on_set_parameters_callback(self._on_set_parameters)
 
     # -- input and processing --------------------------------------------------------------------------------------
     def _callback(self, topic: str) -> Callable[[Any], None]:

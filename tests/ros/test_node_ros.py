@@ -613,6 +613,11 @@ def test_lifecycle_node_configures_activates_and_deactivates(ros, frames):
         time.sleep(1.0)
         assert len(masks) == count  # nothing is processed while inactive
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS and node.perception is None
+        # configured again: one parameter callback (the released instance no longer validates changes)
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.set_parameters([Parameter("threshold", value=0.8)])[0].successful
+        assert node.perception.config.pipeline.threshold == 0.8
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     finally:
         executor.shutdown()
         node.destroy_node()
