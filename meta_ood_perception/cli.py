@@ -807,7 +807,7 @@ def command_groups() -> tuple[tuple[str, tuple[Command, ...]], ...]:
         ("the synthetic world", (
             Command("build-default-bundle", cmd_build_default_bundle, _build_default_bundle_options,
                     "meta-ood build-default-bundle --smoke --out smoke_bundle"),
-            Command("results", cmd_results, _results_options, "meta-ood results --smoke --out /tmp/results"),
+            Command("results", cmd_results, _results_options, "meta-ood results --smoke --out results_smoke"),
         )),
     )  # fmt: skip
 
