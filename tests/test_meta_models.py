@@ -121,7 +121,7 @@ def test_sets_smaller_than_a_batch_are_trained():
 
 
 def test_invalid_config():
-    with pytest.raises(ValueError, match="invalid MLPConfig"):
+    with pytest.raises(ValueError, match="invalid MLPConfig: epochs must be >= 1, got 0"):
         MLPConfig(epochs=0)
     with pytest.raises(ValueError, match="hidden widths"):
         MLPConfig(hidden=(0,))

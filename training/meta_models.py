@@ -74,8 +74,14 @@ class MLPConfig:
     def __post_init__(self) -> None:
         if self.precision not in DTYPES:
             raise ConfigError(f"precision must be one of {sorted(DTYPES)}, got {self.precision!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
-            raise ConfigError(f"invalid MLPConfig: {self}")
+        bad = [f"{name} must be {rule}, got {value}" for name, value, ok, rule in (
+            ("epochs", self.epochs, self.epochs >= 1, ">= 1"),
+            ("batch_size", self.batch_size, self.batch_size >= 1, ">= 1"),
+            ("lr", self.lr, self.lr > 0, "> 0"),
+            ("weight_decay", self.weight_decay, self.weight_decay >= 0, ">= 0"),
+        ) if not ok]  # fmt: skip
+        if bad:
+            raise ConfigError(f"invalid MLPConfig: {'; '.join(bad)}")
         if any(h < 1 for h in self.hidden):
             raise ConfigError(f"hidden widths must be positive, got {self.hidden}")
 
