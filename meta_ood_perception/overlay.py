@@ -134,7 +134,7 @@ def annotate(
     brake state (:func:`banner_state`) and ``label`` (the camera); with ``legend`` a strip at the bottom explains
     the boxes. Sizes follow :func:`overlay_style`.
     """
-    bgr = np.ascontiguousarray(image[..., ::-1]).copy()
+    bgr = image[..., ::-1].copy()  # one C-order copy
     style = overlay_style(bgr.shape[0])
     mask = result.mask.astype(bool)
     bgr[mask] = (0.45 * bgr[mask] + 0.55 * np.array(KEPT)).astype(np.uint8)
@@ -217,6 +217,6 @@ def _legend(bgr: npt.NDArray[np.uint8], style: OverlayStyle) -> None:
 def unavailable(image: npt.NDArray[np.uint8], reason: str, label: str = "") -> npt.NDArray[np.uint8]:
     """(H, W, 3) uint8 RGB frame → (H, W, 3) uint8 BGR frame with the "perception unavailable" banner and the
     reason (no overlay)."""
-    bgr = np.ascontiguousarray(image[..., ::-1]).copy()
+    bgr = image[..., ::-1].copy()  # one C-order copy
     banner(bgr, f"PERCEPTION UNAVAILABLE  {label}  {reason}".strip(), UNAVAILABLE, overlay_style(bgr.shape[0]))
     return bgr
