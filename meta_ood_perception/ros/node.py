@@ -63,7 +63,6 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64, Header
 
 from ..backends import Backend, create_backend
-from ..brake import BrakeHint
 from ..bundle import Bundle, bundle_warnings, load_bundle
 from ..errors import MetaOodError
 from ..pipeline import AnomalyPipeline
@@ -209,9 +208,9 @@ class Perception:
             self.scheduler = None
         if self.node.context.ok():
             header = Header(stamp=self.node.get_clock().now().to_msg(), frame_id="")
-            hint = BrakeHint(False, 1.0, f"perception unavailable: {reason}", available=False)
             for cam in self.cameras:
-                self._publish(cam.publishers["emergency_brake"], cv.brake_to_msg(hint, header, self.types))
+                frame = cam.processor.unavailable(header, reason, reset=False)
+                self._publish(cam.publishers["emergency_brake"], frame.messages["emergency_brake"])
 
     def close(self) -> None:
         """Stop the worker (at most ~1.5 s for a frame in flight); safe to call twice and after the context ended."""
@@ -303,8 +302,9 @@ class Perception:
                     level, message, reason = cv.STALE, "waiting for the first frame", "waiting for the first frame"
                 brake = cam.publishers["emergency_brake"]
                 if reason is not None:
-                    hint = BrakeHint(False, 1.0, f"perception unavailable: {reason}", available=False)
-                    self._publish(brake, cv.brake_to_msg(hint, header, self.types))
+                    # reset=False: the worker restarts the history itself (scheduler.take_reset), never this thread
+                    frame = cam.processor.unavailable(header, reason, reset=False)
+                    self._publish(brake, frame.messages["emergency_brake"])
                     cam.last_brake_at = time.monotonic()
                 elif cam.last_brake is not None and time.monotonic() - cam.last_brake_at >= period:
                     self._publish(brake, cam.last_brake)  # keep the deadline; its stamp tells the hint's age
