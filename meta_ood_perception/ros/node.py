@@ -70,7 +70,7 @@ from ..reports import first_line
 from . import conversions as cv
 from .descriptors import declare_parameters
 from .params import LIVE_PARAMETERS, PARAMETERS, CameraTopics, NodeConfig
-from .processor import CameraProcessor, ProcessedFrame
+from .processor import CameraProcessor, ProcessedFrame, failure_reason
 from .scheduler import LatestFrameScheduler
 
 LOG = logging.getLogger(__name__)
@@ -311,7 +311,7 @@ class Perception:
                     cam.last_brake_at = time.monotonic()
                 statuses.append(self._status(cam, level, message))
             except Exception as err:  # the timer must survive anything: it carries the fail-safe heartbeat
-                self.node.get_logger().error(f"diagnostics of {cam.topics.input} failed: {err}",
+                self.node.get_logger().error(f"diagnostics of {cam.topics.input} failed: {failure_reason(err)}",
                                              throttle_duration_sec=5.0)  # fmt: skip
         self._publish(self.diagnostics, cv.diagnostic_array(header, statuses, self.types))
 
