@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -19,8 +20,11 @@ def test_committed_default_bundle_matches_its_manifest():
     meta = bundle.manifest["metadata"]
     assert meta["built_by"] == "meta-ood build-default-bundle"
     assert {"config", "code_version", "evaluation", "timings_s", "meta_cv_group_kfold"} <= set(meta)
-    assert bundle.meta_classifier is not None
-    assert bundle.meta_classifier.kind == "mlp" and bundle.meta_classifier.n_parameters == 17_176
+    meta_classifier = bundle.meta_classifier
+    assert meta_classifier is not None and meta_classifier.kind == "mlp"
+    k = meta_classifier.metadata["ensemble"]  # k of the paper's 75-75-75-1 MLPs (17,176 parameters each), merged
+    assert meta_classifier.metadata["hidden"] == [75, 75, 75] and k == meta["config"]["mlp_ensemble"] >= 1
+    assert [w.shape for w in meta_classifier.weights] == [(75 * k, 75), (75 * k, 75 * k), (75 * k, 75 * k), (1, 75 * k)]
     regime = bundle.meta_training
     assert regime is not None and regime["components"] >= 1000 and regime["false_positives"] >= 200
     assert regime["metric_size"] == list(bundle.metric_size) and regime["threshold"] == bundle.threshold
@@ -75,14 +79,44 @@ def test_smoke_build_of_the_default_bundle(tmp_path):
     meta = bundle.manifest["metadata"]
     assert meta["config"]["closed_steps"] == 4 and meta["config"]["model_width"] == 4
     assert set(meta["timings_s"]) >= {"closed_set_s", "entropy_maximization_s", "metric_extraction_s", "total_s"}
-    assert bundle.meta_classifier is not None and bundle.meta_classifier.n_parameters == 17_176
+    meta_classifier = bundle.meta_classifier
+    assert meta_classifier is not None and meta_classifier.metadata["ensemble"] == 2  # two paper MLPs, merged
+    # two members of 17,176 parameters, the 4 zero 75x75 blocks of the two block-diagonal layers stored densely, one
+    # output bias instead of two
+    assert meta_classifier.n_parameters == 2 * 17_176 + 4 * 75 * 75 - 1
     assert (tmp_path / "smoke_bundle" / "model.onnx").stat().st_size > 0
     regime = bundle.meta_training
     assert regime is not None and regime["metric_size"] == [64, 128] and regime["data"]["frames"] == 12
-    assert set(meta["evaluation"]) == {"common and held-out hazards", "held-out hazard family"}
+    assert set(meta["evaluation"]) == {"all hazard shapes", "animals and bags"}
     for evaluation in meta["evaluation"].values():  # the self-evaluation ran the bundle's own pipeline
         assert evaluation["pipeline"]["max_p_false_positive"] == bundle.max_p_false_positive
         assert evaluation["pipeline"]["backend"] == "OnnxRuntimeBackend"
+
+    # the meta classifier alone, on the network of that bundle: same weights, a fresh meta classifier and cut
+    again = _meta_ood("build-default-bundle", "--smoke", "--network-from", "smoke_bundle", "--out", "again",
+                      cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    rebuilt = load_bundle(tmp_path / "again")
+    checksums = bundle.manifest["checksums"], rebuilt.manifest["checksums"]
+    assert checksums[0]["model.safetensors"] == checksums[1]["model.safetensors"]
+    training = rebuilt.manifest["metadata"]["training"]
+    assert (
+        training["network_from"] == "smoke_bundle" and training["network_sha256"] == checksums[0]["model.safetensors"]
+    )
+    assert training["network_config"] == meta["config"]
+    assert training["closed_set_loss_first_last"] == meta["training"]["closed_set_loss_first_last"]
+    assert "closed_set_s" not in rebuilt.manifest["metadata"]["timings_s"]
+    assert rebuilt.meta_classifier is not None and rebuilt.meta_training is not None
+
+
+@pytest.mark.skipif(not DEFAULT_BUNDLE.exists(), reason="the default bundle has not been built in this checkout")
+def test_network_from_a_bundle_of_another_network_is_refused(tmp_path, caplog):
+    # the committed bundle's network (width 16, 192x384) is not the smoke build's (width 4, 64x128)
+    assert main(["build-default-bundle", "--smoke", "--network-from", "default", "--out", str(tmp_path / "x")]) == 2
+    (record,) = [r for r in caplog.records if r.name == "meta_ood" and r.levelno >= logging.ERROR]
+    message = record.getMessage()
+    assert "is not the one this build trains" in message and "(64, 128)" in message and not record.exc_info
+    assert not (tmp_path / "x").exists()
 
 
 def test_results_report_smoke_run(tmp_path):
