@@ -111,7 +111,7 @@ class DefaultBundleConfig:
     metric_frames: int = 8000
     select_frames: int = 1500
     eval_frames: int = 60
-    max_lost: float = 0.025
+    max_lost: float = 0.035
     threshold: float = DEFAULT_BUNDLE_THRESHOLD
     meta_hazard_shapes: tuple[str, ...] = ALL_HAZARDS
     mlp_epochs: int = 100
