@@ -142,12 +142,18 @@ def pixel_metrics(
 
     Returns:
         {"auroc": float, "fpr95": float, "auprc": float}.
+
+    Raises:
+        InputError: per-frame scores with labels that are not per frame; what
+            :meth:`PixelMetricsAccumulator.update` / :meth:`~PixelMetricsAccumulator.compute` refuse.
     """
     acc = PixelMetricsAccumulator(ood_label=ood_label, in_label=in_label, void_label=void_label)
     if isinstance(scores, np.ndarray) or not isinstance(scores, Iterable):
-        acc.update(scores, labels)  # type: ignore[arg-type]
+        acc.update(np.asarray(scores), np.asarray(labels))
+    elif not isinstance(labels, Iterable):
+        raise InputError("pixel_metrics: per-frame scores need per-frame labels (an iterable of arrays)")
     else:
-        for frame_scores, frame_labels in zip(scores, labels, strict=True):  # type: ignore[arg-type]
+        for frame_scores, frame_labels in zip(scores, labels, strict=True):
             acc.update(frame_scores, frame_labels)
     return acc.compute(mode)
 

@@ -34,6 +34,14 @@ def test_exact_mode_equals_scikit_learn_and_streams():
     assert pixel_metrics(s, lab) == got  # one array or frame by frame: the same
 
 
+def test_per_frame_scores_need_per_frame_labels():
+    from meta_ood_perception.errors import InputError
+
+    frames = _frames()
+    with pytest.raises(InputError, match="per-frame scores need per-frame labels"):
+        pixel_metrics([f[0] for f in frames], 1)
+
+
 def _reference_by_expansion(frames):
     """The research code's procedure with explicitly expanded sample lists."""
     bins = np.linspace(0, 1, 101)

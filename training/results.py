@@ -54,7 +54,7 @@ from .bootstrap import (
 )  # fmt: skip
 from .default_bundle import DefaultBundleConfig, choose_cut, entropy_max_fine_tune, render_pool, train_closed_set
 from .lars import incremental_evaluation, lars_order
-from .meta_cv import CVConfig, cross_validate, scores
+from .meta_cv import Classifier, CVConfig, CVScheme, cross_validate, scores
 from .meta_data import MetaDataset
 from .meta_extract import extract
 from .meta_models import MLPConfig
@@ -236,12 +236,14 @@ def _table2(inputs: dict[str, Any], config: ResultsConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"n": data.n, "n_false_positives": int(data.y.sum()), "frames": config.meta_frames,
                            "protocols": {}}  # fmt: skip
     loo: dict[str, npt.NDArray[np.float64]] = {}
-    for cv, folds in (("loo", 0), ("group-kfold", config.cv_folds)):
+    protocols: tuple[tuple[CVScheme, int], ...] = (("loo", 0), ("group-kfold", config.cv_folds))
+    classifiers: tuple[tuple[Classifier, tuple[int, ...]], ...] = (("lr", (0,)), ("mlp", config.mlp_seeds))
+    for cv, folds in protocols:
         probas: dict[str, npt.NDArray[np.float64]] = {}
         wall = {}
-        for clf, seeds in (("lr", (0,)), ("mlp", config.mlp_seeds)):
+        for clf, seeds in classifiers:
             for seed in seeds:
-                cfg = CVConfig(clf, cv, folds=max(folds, 2), mlp=MLPConfig(seed=seed))  # type: ignore[arg-type]
+                cfg = CVConfig(clf, cv, folds=max(folds, 2), mlp=MLPConfig(seed=seed))
                 result = cross_validate(data, cfg)
                 probas[f"{clf} {seed}"] = result.proba
                 wall[f"{clf} {seed}"] = result.wall_s
