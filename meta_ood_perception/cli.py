@@ -334,7 +334,7 @@ def _figure(value: float | None) -> str:
 
 
 def cmd_build_default_bundle(args: argparse.Namespace) -> None:
-    """Train everything on the synthetic world and write the embedded default bundle (about 20 min on 2 cores)."""
+    """Train everything on the synthetic world and write the embedded default bundle (about 28 min on 2 cores)."""
     _training()
     from meta_ood_training.default_bundle import DefaultBundleConfig, build_default_bundle, smoke_config
 
@@ -752,8 +752,8 @@ def _build_default_bundle_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoke", action="store_true", help="tiny, fast run that checks the pipeline only")
     p.add_argument("--network-from", default=None, metavar="BUNDLE",
                    help="reuse the network of an earlier default bundle ('default' or a folder) and only rebuild "
-                        "the meta classifier, its cut, the self-evaluation and the domain calibration (minutes "
-                        "instead of about 20)")  # fmt: skip
+                        "the meta classifier, its cut, the self-evaluation and the domain calibration (about 13 "
+                        "minutes instead of 28 on 2 cores)")  # fmt: skip
 
 
 def _results_options(p: argparse.ArgumentParser) -> None:
